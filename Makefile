@@ -1,0 +1,36 @@
+# viber-vote: `make run` starts the service locally; `make test` runs the whole test suite.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format bench bench-memory bench-smoke clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+run: $(STAMP)  ## Start Redis (if REDIS_URL is unset), web, workers, clock; demo vote without a token
+	$(PY) -m bench.localstack
+
+test: $(STAMP)  ## Lint, then every test against a throwaway redis-server
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check . && $(VENV)/bin/ruff check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+bench: $(STAMP)  ## Throughput benchmark against baselines; writes BENCHMARKS.md
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-memory: $(STAMP)  ## Redis bytes per vote for 1,000,000 votes
+	$(PY) -m bench.memory $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) var test-artifacts

@@ -1,0 +1,1 @@
+"""Helpers for tests, benchmarks and local runs: redis-server and a fake Viber."""

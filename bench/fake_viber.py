@@ -1,0 +1,518 @@
+"""A local fake of Viber's REST Bot API (https://chatapi.viber.com/pa)."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType, TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+API_PREFIX = "/pa"
+MAX_BODY_BYTES = 30 * 1024  # Viber rejects request bodies over 30 KB.
+AUTH_HEADER = "X-Viber-Auth-Token"
+DEFAULT_EVENT_TYPES = [
+    "delivered",
+    "seen",
+    "failed",
+    "subscribed",
+    "unsubscribed",
+    "conversation_started",
+]
+VIBER_STATUS_MESSAGES = {
+    0: "ok",
+    1: "invalidUrl",
+    2: "invalidAuthToken",
+    3: "badData",
+    4: "missingData",
+    5: "receiverNotRegistered",
+    6: "receiverNotSubscribed",
+    7: "publicAccountBlocked",
+    8: "publicAccountNotFound",
+    9: "publicAccountSuspended",
+    10: "webhookNotSet",
+    11: "receiverNoSuitableDevice",
+    12: "tooManyRequests",
+    13: "apiVersionNotSupported",
+    14: "incompatibleWithVersion",
+    15: "publicAccountNotAuthorized",
+    16: "inchatReplyPublicAccountLimit",
+    17: "publicAccountIsNotPublished",
+    18: "publicAccountIsNotInline",
+    19: "noBalance",
+    20: "noBalanceAndAdvertising",
+    21: "resourcesNotFound",
+    22: "apiQuotaExceeded",
+    23: "invalidBotAccountId",
+    24: "invalidAccountStatus",
+}
+
+
+class Headers(dict[str, str]):
+    """A dict of HTTP headers with lower-case keys and case-insensitive lookups."""
+
+    def __init__(self, items: Any = ()) -> None:
+        """Build from (name, value) pairs or a mapping."""
+        pairs = items.items() if hasattr(items, "items") else items
+        super().__init__((str(k).lower(), str(v)) for k, v in pairs)
+
+    def __getitem__(self, key: str) -> str:
+        """Look a header up whatever its case."""
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        """Tell whether a header is present whatever its case."""
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        """Look a header up whatever its case, with a default."""
+        return super().get(key.lower(), default)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One received request; path is relative to the API base, e.g. /send_message."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any] | None
+    raw: bytes
+    received_at: float
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One scripted answer to a /send_message request."""
+
+    http_status: int = 500
+    viber_status: int | None = None
+    delay_s: float = 0.0
+    close: bool = False
+
+
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer that remembers open connections so stop() can cut them."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], fake: FakeViber) -> None:
+        """Bind and keep a back reference to the fake."""
+        self.fake = fake
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Track the connection, then handle it in a thread."""
+        with self._conns_lock:
+            self._conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Forget the connection and close it."""
+        with self._conns_lock:
+            self._conns.discard(request)
+        super().shutdown_request(request)
+
+    def close_all_connections(self) -> None:
+        """Shut down every open (keep-alive) connection."""
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet about client-side disconnects unless verbose."""
+        if self.fake.verbose:
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Answers requests like chatapi.viber.com/pa would."""
+
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Log only when the fake is verbose."""
+        if self.server.fake.verbose:
+            super().log_message(format, *args)
+
+    def do_POST(self) -> None:  # noqa: N802
+        """Handle a POST (all Viber API calls are POSTs)."""
+        self._dispatch()
+
+    def do_GET(self) -> None:  # noqa: N802
+        """Handle a GET the same way (Viber would ignore the verb too)."""
+        self._dispatch()
+
+    def _read_body(self) -> bytes | None:
+        """Read the request body (Content-Length or chunked); None if malformed."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+                try:
+                    size = int(size_line, 16)
+                except ValueError:
+                    return None
+                if size == 0:
+                    while self.rfile.readline(1024).strip():
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(1024)
+        length_text = self.headers.get("Content-Length", "0") or "0"
+        try:
+            length = int(length_text)
+        except ValueError:
+            return None
+        if length < 0:
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _send_json(self, code: int, payload: dict[str, Any]) -> None:
+        """Send JSON with Content-Length so the connection can be kept alive."""
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _dispatch(self) -> None:
+        """Record the request and answer it."""
+        fake = self.server.fake
+        raw = self._read_body()
+        if raw is None:
+            self.close_connection = True
+            self._send_json(400, {"status": 3, "status_message": "badData"})
+            return
+        url_path = urlsplit(self.path).path
+        if url_path == API_PREFIX or url_path.startswith(API_PREFIX + "/"):
+            path = url_path[len(API_PREFIX) :] or "/"
+        else:
+            path = url_path
+        body: dict[str, Any] | None = None
+        try:
+            parsed = json.loads(raw) if raw else None
+        except (ValueError, UnicodeDecodeError):
+            parsed = None
+        if isinstance(parsed, dict):
+            body = parsed
+        request = RecordedRequest(
+            path=path,
+            headers=Headers(self.headers.items()),
+            body=body,
+            raw=raw,
+            received_at=time.time(),
+        )
+        fake._record(request)
+        outcome = fake._answer(request, url_path.startswith(API_PREFIX + "/"))
+        if outcome is None:
+            # Scripted close=True: drop the connection without any answer.
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        code, payload = outcome
+        self._send_json(code, payload)
+
+
+class FakeViber:
+    """A fake Viber Bot API server running in a background thread."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_s: float = 0.0,
+        *,
+        auth_token: str | None = None,
+        verbose: bool = False,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        """Configure the fake; it listens only after start()."""
+        self.host = host
+        self.port = port
+        self.latency_s = latency_s
+        self.auth_token = auth_token
+        self.verbose = verbose
+        self.on_message = on_message
+        self.requests: list[RecordedRequest] = []
+        self._sent: list[dict[str, Any]] = []
+        self._faults: deque[Fault] = deque()
+        self._cond = threading.Condition()
+        self._tokens = itertools.count(5_000_000_000_000_000_001)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # Lifecycle
+
+    def start(self) -> None:
+        """Bind the port and serve in a daemon thread."""
+        if self._server is not None:
+            raise RuntimeError("FakeViber already started")
+        server = _Server((self.host, self.port), self)
+        self.port = int(server.server_address[1])
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-viber-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving, cut open keep-alive connections and close the socket."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.close_all_connections()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> FakeViber:
+        """Start and return the fake."""
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the fake."""
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """API base URL, e.g. http://127.0.0.1:PORT/pa."""
+        if self._server is None:
+            raise RuntimeError("FakeViber not started")
+        return f"http://{self.host}:{self.port}{API_PREFIX}"
+
+    # Scripting
+
+    def fail_next(
+        self,
+        n: int,
+        *,
+        http_status: int = 500,
+        viber_status: int | None = None,
+        delay_s: float = 0.0,
+        close: bool = False,
+    ) -> None:
+        """Queue n faults, consumed one per /send_message request in arrival order."""
+        fault = Fault(
+            http_status=http_status,
+            viber_status=viber_status,
+            delay_s=delay_s,
+            close=close,
+        )
+        with self._cond:
+            self._faults.extend([fault] * n)
+
+    @property
+    def pending_faults(self) -> int:
+        """Number of scripted faults not yet consumed."""
+        with self._cond:
+            return len(self._faults)
+
+    # Inspection
+
+    def sent_messages(self) -> list[dict[str, Any]]:
+        """Bodies of /send_message calls answered HTTP 200 with status 0, in order."""
+        with self._cond:
+            return list(self._sent)
+
+    def messages_to(self, receiver: str) -> list[dict[str, Any]]:
+        """Successful messages whose receiver is the given user id."""
+        return [m for m in self.sent_messages() if m.get("receiver") == receiver]
+
+    def wait_for_messages(self, n: int, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until at least n successful messages arrived and return them all."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._sent) >= n, timeout=timeout_s):
+                raise AssertionError(
+                    f"expected at least {n} sent message(s) within {timeout_s}s, "
+                    f"got {len(self._sent)} ({len(self.requests)} request(s) in total)"
+                )
+            return list(self._sent)
+
+    def clear(self) -> None:
+        """Forget recorded requests, sent messages and pending faults."""
+        with self._cond:
+            self.requests.clear()
+            self._sent.clear()
+            self._faults.clear()
+
+    # Called from handler threads
+
+    def _record(self, request: RecordedRequest) -> None:
+        """Append a request to the log."""
+        with self._cond:
+            self.requests.append(request)
+            self._cond.notify_all()
+
+    def _answer(self, request: RecordedRequest, under_api: bool) -> tuple[int, dict[str, Any]] | None:
+        """Decide the answer: (HTTP code, JSON), or None to drop the connection."""
+        path = request.path
+        if not under_api or path not in (
+            "/send_message",
+            "/set_webhook",
+            "/get_account_info",
+        ):
+            return 404, {"status": 8, "status_message": "notFound"}
+        if path == "/send_message":
+            with self._cond:
+                fault = self._faults.popleft() if self._faults else None
+            delay = self.latency_s + (fault.delay_s if fault else 0.0)
+            if delay > 0:
+                time.sleep(delay)
+            if fault is not None:
+                if fault.close:
+                    return None
+                if fault.viber_status is not None:
+                    return 200, _status(fault.viber_status)
+                if fault.http_status != 200:
+                    return fault.http_status, {
+                        "status": 1,
+                        "status_message": "fake failure",
+                    }
+        rejection = self._validate(request)
+        if rejection is not None:
+            return 200, rejection
+        body = request.body or {}
+        if path == "/send_message":
+            with self._cond:
+                token = next(self._tokens)
+                self._sent.append(body)
+                self._cond.notify_all()
+            if self.on_message is not None:
+                self.on_message(body)
+            return 200, {
+                "status": 0,
+                "status_message": "ok",
+                "message_token": token,
+                "chat_hostname": "fake",
+            }
+        if path == "/set_webhook":
+            event_types = body.get("event_types", DEFAULT_EVENT_TYPES)
+            return 200, {
+                "status": 0,
+                "status_message": "ok",
+                "event_types": event_types,
+            }
+        return 200, {
+            "status": 0,
+            "status_message": "ok",
+            "id": "fake-bot",
+            "name": "viber-vote",
+        }
+
+    def _validate(self, request: RecordedRequest) -> dict[str, Any] | None:
+        """Viber's error for a bad token or an oversized/non-JSON body, else None."""
+        token = request.headers.get(AUTH_HEADER)
+        if token is None or (self.auth_token is not None and token != self.auth_token):
+            return _status(2)
+        if len(request.raw) > MAX_BODY_BYTES:
+            return _status(3)
+        if request.body is None and request.raw.strip():
+            return _status(3)
+        if request.path in ("/send_message", "/set_webhook") and request.body is None:
+            return _status(3)
+        return None
+
+
+def _status(code: int) -> dict[str, Any]:
+    """Build a Viber status answer."""
+    return {"status": code, "status_message": VIBER_STATUS_MESSAGES.get(code, "error")}
+
+
+def _summary(message: dict[str, Any]) -> str:
+    """One line describing a sent message."""
+    receiver = str(message.get("receiver", "?"))[:6]
+    text = message.get("text")
+    if text is None:
+        text = f"<{message.get('type', '?')}>"
+    text = str(text).replace("\n", " ")
+    if len(text) > 60:
+        text = text[:60] + "…"
+    return f"send_message -> {receiver}: {text}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fake in the foreground until SIGINT or SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m bench.fake_viber", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay per send_message")
+    parser.add_argument("--auth-token", default=None, help="only accept this token")
+    parser.add_argument("--verbose", action="store_true", help="log every HTTP request")
+    args = parser.parse_args(argv)
+
+    print_lock = threading.Lock()
+
+    def show(message: dict[str, Any]) -> None:
+        """Print a one-line summary of a message."""
+        with print_lock:
+            print(_summary(message), flush=True)
+
+    fake = FakeViber(
+        args.host,
+        args.port,
+        args.latency_ms / 1000.0,
+        auth_token=args.auth_token,
+        verbose=args.verbose,
+        on_message=show,
+    )
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        """Ask the main loop to stop."""
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    fake.start()
+    try:
+        with print_lock:
+            print(f"VIBER_API_URL={fake.url}", flush=True)
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        fake.stop()
+    with print_lock:
+        print(f"# stopped after {len(fake.sent_messages())} message(s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

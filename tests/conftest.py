@@ -1,0 +1,131 @@
+"""Fixtures: a real redis-server on a free port, a fake Viber API, the app and its client."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from bench.fake_viber import FakeViber
+from bench.redis_server import RedisServer
+from webhook import create_app
+from webhook.config import Config
+from webhook.runtime import Runtime
+from webhook.signature import HEADER, sign
+
+BOT_TOKEN = "test-bot-token-0123456789abcdef"
+OPERATOR_TOKEN = "test-operator-token-0123456789"
+VOTER_ID_SECRET = "test-voter-secret-0123456789"
+POLL_FILE = Path(__file__).parent / "polls.toml"
+_tokens = itertools.count(5_100_000_000_000_000_000)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One throwaway redis-server for the session (never the machine's own on 6379)."""
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis(redis_server: RedisServer) -> Iterator[Redis]:
+    """A client of the test server, emptied before each test."""
+    client = Redis.from_url(redis_server.url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def fake_viber() -> Iterator[FakeViber]:
+    """A local fake of Viber's REST API that records what it is sent."""
+    with FakeViber(auth_token=BOT_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def environ(redis_server: RedisServer, fake_viber: FakeViber) -> dict[str, str]:
+    """The settings a deployment would put in the environment."""
+    return {
+        "VIBER_AUTH_TOKEN": BOT_TOKEN,
+        "VIBER_API_URL": fake_viber.url,
+        "REDIS_URL": redis_server.url,
+        "VOTER_ID_SECRET": VOTER_ID_SECRET,
+        "OPERATOR_TOKEN": OPERATOR_TOKEN,
+        "POLL_FILE": str(POLL_FILE),
+    }
+
+
+@pytest.fixture
+def config(environ: dict[str, str]) -> Config:
+    """The typed configuration of the test deployment."""
+    return Config.from_environ(environ)
+
+
+@pytest.fixture
+def app(config: Config, redis: Redis):  # type: ignore[no-untyped-def]
+    """The Flask app against the test Redis and the fake Viber API."""
+    app = create_app(config)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    """A test client of the app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def rt(config: Config, redis: Redis) -> Runtime:
+    """A runtime like a worker process builds."""
+    return Runtime.build(config)
+
+
+def next_token() -> int:
+    """A fresh Viber message token."""
+    return next(_tokens)
+
+
+def message_event(
+    user_id: str, text: str, *, token: int | None = None, language: str = "en", **extra: Any
+) -> dict[str, Any]:
+    """A Viber `message` callback carrying a text."""
+    return {
+        "event": "message",
+        "timestamp": int(time.time() * 1000),
+        "message_token": next_token() if token is None else token,
+        "sender": {"id": user_id, "name": "Voter", "language": language, "country": "BY", "api_version": 10},
+        "message": {"type": "text", "text": text, **extra},
+        "silent": False,
+    }
+
+
+def conversation_started(user_id: str) -> dict[str, Any]:
+    """A Viber `conversation_started` callback."""
+    return {
+        "event": "conversation_started",
+        "timestamp": int(time.time() * 1000),
+        "message_token": next_token(),
+        "type": "open",
+        "user": {"id": user_id, "name": "Voter", "language": "en", "country": "BY", "api_version": 10},
+        "subscribed": False,
+    }
+
+
+def signed(payload: dict[str, Any] | bytes, token: str = BOT_TOKEN) -> tuple[bytes, dict[str, str]]:
+    """A body and the headers Viber would send with it."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return body, {HEADER: sign(token, body), "Content-Type": "application/json"}
+
+
+def post_callback(client, payload: dict[str, Any] | bytes):  # type: ignore[no-untyped-def]
+    """POST a signed callback through the test client."""
+    body, headers = signed(payload)
+    return client.post("/viber/webhook", data=body, headers=headers)

@@ -1,0 +1,27 @@
+"""viber-vote: anonymous public votes through a Viber bot."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from flask import Flask
+
+from webhook.config import Config
+from webhook.runtime import EXTENSION, Runtime
+
+
+def create_app(config: Config | Mapping[str, str] | None = None) -> Flask:
+    """Build the Flask app from a Config, a mapping of settings, or the environment."""
+    if not isinstance(config, Config):
+        config = Config.from_environ(config)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.extensions[EXTENSION] = Runtime.build(config)
+
+    from webhook import cli, http_errors, operator_api, viber_webhook
+
+    http_errors.init_app(app)
+    app.register_blueprint(viber_webhook.bp)
+    app.register_blueprint(operator_api.bp)
+    cli.init_app(app)
+    return app

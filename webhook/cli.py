@@ -1,0 +1,123 @@
+"""Operator commands: `flask --app wsgi <command>`."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+from flask import Flask
+
+from webhook.errors import UnknownPoll, ViberApiError
+from webhook.ledger import recount
+from webhook.polls import Poll, PollStatus
+from webhook.results import poll_results
+from webhook.runtime import Runtime, runtime
+from webhook.viber_client import ViberClient
+
+poll_option = click.option("--poll", "poll_id", default=None, help="Poll id (default: the current poll).")
+
+
+def _poll(rt: Runtime, poll_id: str | None) -> Poll:
+    """The named poll, or the current one; a clear error for an unknown id."""
+    if poll_id is None:
+        return rt.polls.current(time.time())
+    try:
+        return rt.polls.get(poll_id)
+    except UnknownPoll:
+        raise click.BadParameter(f"no poll {poll_id!r}", param_hint="--poll") from None
+
+
+@click.command("results")
+@poll_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def results_command(poll_id: str | None, as_json: bool) -> None:
+    """Print a poll's live counts."""
+    rt = runtime()
+    res = poll_results(rt.ballot_box, _poll(rt, poll_id))
+    if as_json:
+        click.echo(json.dumps(res, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"{res['poll']} ({res['status']}): {res['question']}")
+    for option in res["options"]:
+        share = 100 * option["votes"] / res["total"] if res["total"] else 0.0
+        click.echo(f"  {option['label']:<30} {option['votes']:>10}  {share:5.1f}%")
+    click.echo(f"  {'total':<30} {res['total']:>10}")
+
+
+@click.command("recount")
+@poll_option
+def recount_command(poll_id: str | None) -> None:
+    """Recount the stored ballots and compare them with the counters; exit 1 on a mismatch."""
+    rt = runtime()
+    result = recount(rt.redis, _poll(rt, poll_id))
+    click.echo(f"poll {result.poll_id}")
+    for option_id, votes in result.recounted.items():
+        mark = "" if votes == result.counters.get(option_id, 0) else "  MISMATCH"
+        click.echo(
+            f"  {option_id:<20} ballots {votes:>10}  counter {result.counters.get(option_id, 0):>10}{mark}"
+        )
+    click.echo(f"  voters claimed {result.voters_claimed}, votes still queued {result.votes_pending}")
+    if not result.matches:
+        raise click.ClickException("recount does not match the counters")
+    click.echo("recount matches the counters")
+
+
+@click.command("open-poll")
+@click.argument("poll_id")
+def open_poll_command(poll_id: str) -> None:
+    """Open a poll now, whatever its schedule says."""
+    rt = runtime()
+    rt.ballot_box.set_status(_poll(rt, poll_id), PollStatus.OPEN)
+    click.echo(f"poll {poll_id} is open")
+
+
+@click.command("close-poll")
+@click.argument("poll_id")
+def close_poll_command(poll_id: str) -> None:
+    """Close a poll now: no vote is counted after this."""
+    rt = runtime()
+    rt.ballot_box.set_status(_poll(rt, poll_id), PollStatus.CLOSED)
+    click.echo(f"poll {poll_id} is closed")
+
+
+@click.command("follow-schedule")
+@click.argument("poll_id")
+def follow_schedule_command(poll_id: str) -> None:
+    """Drop an operator's open/close of a poll: its schedule decides again."""
+    rt = runtime()
+    poll = _poll(rt, poll_id)
+    rt.ballot_box.set_status(poll, None)
+    click.echo(f"poll {poll_id} follows its schedule: {rt.ballot_box.status(poll).value}")
+
+
+@click.command("set-webhook")
+@click.argument("url")
+def set_webhook_command(url: str) -> None:
+    """Register this service's public webhook URL (https://.../viber/webhook) with Viber."""
+    config = runtime().config
+    try:
+        answer = ViberClient(config.viber_api_url, config.viber_auth_token).set_webhook(url)
+    except ViberApiError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"webhook set; Viber will send: {', '.join(answer.get('event_types', []))}")
+
+
+@click.command("replay-dead")
+def replay_dead_command() -> None:
+    """Send every dead-lettered reply again."""
+    click.echo(f"replayed {runtime().outbox.replay_dead()} replies")
+
+
+def init_app(app: Flask) -> None:
+    """Register the commands."""
+    for command in (
+        results_command,
+        recount_command,
+        open_poll_command,
+        close_poll_command,
+        follow_schedule_command,
+        set_webhook_command,
+        replay_dead_command,
+    ):
+        app.cli.add_command(command)

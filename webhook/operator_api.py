@@ -1,0 +1,42 @@
+"""Operator endpoints: results, and health checks for the load balancer."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from redis.exceptions import RedisError
+
+from webhook.http_errors import error_response
+from webhook.operator_auth import operator_required
+from webhook.results import poll_results
+from webhook.runtime import runtime
+
+bp = Blueprint("operator_api", __name__)
+
+
+@bp.get("/api/results")
+@operator_required
+def results() -> Any:
+    """Live counts of a poll (?poll=ID, default the current poll)."""
+    rt = runtime()
+    poll_id = request.args.get("poll")
+    poll = rt.polls.get(poll_id) if poll_id else rt.polls.current(time.time())
+    return jsonify(poll_results(rt.ballot_box, poll))
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    """The process is up."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Any:
+    """The process can reach Redis."""
+    try:
+        runtime().redis.ping()
+    except RedisError:
+        return error_response(503, "redis unreachable")
+    return jsonify({"status": "ready"})

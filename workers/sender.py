@@ -1,0 +1,121 @@
+"""The send job: deliver queued replies to Viber concurrently; retry, park or drop failures."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from webhook import keys, messages
+from webhook.kick import KICK_TTL_MS, Stage, kick
+from webhook.outbox import ReplyKind
+from webhook.runtime import Runtime
+from webhook.viber_client import SendResult, SendStatus, ViberClient
+from workers.context import (
+    SEND_CONCURRENCY,
+    consumer_name,
+    ensure_group,
+    read_batch,
+    viber_client,
+    worker_runtime,
+)
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 200
+STALE_MS = 120_000
+"""A reply read by a sender that has not finished it within this time (ms) is taken over;
+longer than one send can take with its timeouts and quick retries."""
+DRAIN_BUDGET_S = 20.0
+RETRY_DELAYS_S = (2, 10, 60, 300, 900, 1800)
+"""Wait before each further attempt (seconds); after the last, the reply is dead-lettered."""
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+def drain_outbox() -> Counter[str]:
+    """RQ job: send every queued reply; returns how many ended each way."""
+    return drain(worker_runtime(), viber_client(), consumer_name())
+
+
+def drain(
+    rt: Runtime, client: ViberClient, consumer: str, *, budget_s: float = DRAIN_BUDGET_S
+) -> Counter[str]:
+    """Send queued replies until none is left (or the time budget is spent)."""
+    redis = rt.redis
+    ensure_group(redis, keys.OUTBOX_STREAM, keys.SEND_GROUP)
+    deadline = time.monotonic() + budget_s
+    totals: Counter[str] = Counter()
+    while True:
+        entries = _read(rt, consumer)
+        if not entries:
+            redis.delete(keys.KICK_SEND)
+            entries = _read(rt, consumer)
+            if not entries:
+                return totals
+        totals.update(send_batch(rt, client, entries))
+        if time.monotonic() > deadline:
+            redis.set(keys.KICK_SEND, "1", px=KICK_TTL_MS)
+            kick(Stage.SEND, connection=redis)
+            return totals
+
+
+def _read(rt: Runtime, consumer: str) -> list[Entry]:
+    """The next batch of replies for this consumer."""
+    return read_batch(
+        rt.redis, keys.OUTBOX_STREAM, keys.SEND_GROUP, consumer, count=BATCH_SIZE, stale_ms=STALE_MS
+    )
+
+
+def send_batch(rt: Runtime, client: ViberClient, entries: list[Entry]) -> Counter[str]:
+    """Send a batch concurrently, then settle every entry in one transaction."""
+    results = list(_pool().map(lambda e: _send_one(rt, client, e[1]), entries))
+    now = time.time()
+    outcomes: Counter[str] = Counter()
+    pipe = rt.redis.pipeline(transaction=True)
+    for (entry_id, fields), result in zip(entries, results, strict=True):
+        status = _settle(pipe, entry_id, fields, result, now)
+        outcomes[status.value] += 1
+        pipe.xack(keys.OUTBOX_STREAM, keys.SEND_GROUP, entry_id)
+        pipe.xdel(keys.OUTBOX_STREAM, entry_id)
+    pipe.execute()
+    log.info("sent replies: %s", dict(outcomes))
+    return outcomes
+
+
+def _send_one(rt: Runtime, client: ViberClient, fields: dict[bytes, bytes]) -> SendResult:
+    """Render one outbox entry and send it."""
+    entry = {k.decode(): v.decode() for k, v in fields.items()}
+    poll = rt.polls.find(entry.get("p"))
+    try:
+        kind = ReplyKind(entry.get("k"))
+    except ValueError:
+        kind = None
+    if poll is None or kind is None or not entry.get("to"):
+        return SendResult(SendStatus.DEAD, "unknown poll or reply kind")
+    payload = {"receiver": entry["to"], **messages.reply(poll, kind, entry, rt.config.bot_name)}
+    return client.send_message(payload)
+
+
+def _settle(pipe, entry_id: bytes, fields: dict[bytes, bytes], result: SendResult, now: float) -> SendStatus:  # type: ignore[no-untyped-def]
+    """Queue a failed reply's retry or dead letter; returns the entry's final status."""
+    if result.status in (SendStatus.SENT, SendStatus.DROPPED):
+        return result.status
+    entry = {k.decode(): v.decode() for k, v in fields.items()}
+    attempts = int(entry.get("n", "0")) + 1
+    entry.update(n=str(attempts), id=entry_id.decode(), why=result.reason)
+    if result.status is SendStatus.RETRY and attempts <= len(RETRY_DELAYS_S):
+        pipe.zadd(keys.OUTBOX_RETRY, {json.dumps(entry, sort_keys=True): now + RETRY_DELAYS_S[attempts - 1]})
+        return SendStatus.RETRY
+    pipe.rpush(keys.OUTBOX_DEAD, json.dumps(entry, sort_keys=True))
+    log.warning("reply dead-lettered after %d attempts: %s", attempts, result.reason)
+    return SendStatus.DEAD
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """This process's sending threads."""
+    return ThreadPoolExecutor(max_workers=SEND_CONCURRENCY, thread_name_prefix="viber-send")
