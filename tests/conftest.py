@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,8 @@ import pytest
 from redis import Redis
 
 from bench.fake_viber import FakeViber
-from bench.redis_server import RedisServer
+from bench.redis_server import RedisServer, free_port
+from bench.stack import Stack
 from webhook import create_app
 from webhook.config import Config
 from webhook.runtime import Runtime
@@ -129,3 +132,21 @@ def post_callback(client, payload: dict[str, Any] | bytes):  # type: ignore[no-u
     """POST a signed callback through the test client."""
     body, headers = signed(payload)
     return client.post("/viber/webhook", data=body, headers=headers)
+
+
+@pytest.fixture
+def stack(environ: dict[str, str], redis: Redis, tmp_path: Path) -> Iterator[Stack]:
+    """The whole service as the Procfile runs it (gunicorn, tally and send workers, clock)."""
+    with Stack(environ, tmp_path / "logs", port=free_port(), counts={"web": 1}) as running:
+        yield running
+
+
+def post_live(stack: Stack, payload: dict[str, Any] | bytes, timeout_s: float = 10.0) -> tuple[int, bytes]:
+    """POST a signed callback to the running web process; returns (status, body)."""
+    body, headers = signed(payload)
+    request = urllib.request.Request(f"{stack.base_url}/viber/webhook", data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()

@@ -1,6 +1,6 @@
 """A first vote through the webhook and the tally and send stages, in-process."""
 
-from tests.conftest import conversation_started, message_event, post_callback
+from tests.conftest import conversation_started, message_event, post_callback, post_live
 from webhook.ledger import recount
 from webhook.viber_client import ViberClient
 from workers import sender, tally
@@ -19,3 +19,11 @@ def test_vote_is_counted_and_confirmed(client, rt, fake_viber, config):
     assert "counted" in message["text"]
     assert rt.ballot_box.counts(rt.polls.get("main")) == {"yes": 1, "no": 0, "abstain": 0}
     assert recount(rt.redis, rt.polls.get("main")).matches
+
+
+def test_stack_counts_and_confirms_a_vote(stack, redis, fake_viber):
+    status, _ = post_live(stack, message_event("user-live", "no"))
+    assert status == 200
+    [message] = fake_viber.wait_for_messages(1)
+    assert message["receiver"] == "user-live"
+    assert redis.hgetall("vv:poll:main:counts") == {b"no": b"1"}
