@@ -71,15 +71,15 @@ class Stack:
     def start_process(self, name: str) -> subprocess.Popen[bytes]:
         """Start one more copy of a Procfile process."""
         index = len(self.processes.get(name, []))
-        log = (self.log_dir / f"{name}.{index}.log").open("ab")
-        process = subprocess.Popen(
-            ["bash", "-c", f"exec {self.commands[name]}"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (self.log_dir / f"{name}.{index}.log").open("ab") as log:
+            process = subprocess.Popen(
+                ["bash", "-c", f"exec {self.commands[name]}"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.processes.setdefault(name, []).append(process)
         return process
 
