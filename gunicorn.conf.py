@@ -9,3 +9,5 @@ keepalive = 5
 timeout = 30
 graceful_timeout = 10
 accesslog = None
+control_socket_disable = True
+"""Several stacks (tests, benchmarks) run on one machine; a shared control socket would clash."""
