@@ -49,7 +49,10 @@ def read_batch(
 ) -> list[tuple[bytes, dict[bytes, bytes]]]:
     """Entries abandoned by a dead consumer first, else new ones; at most count."""
     claimed = redis.xautoclaim(stream, group, consumer, min_idle_time=stale_ms, start_id="0-0", count=count)
-    entries = [e for e in claimed[1] if e[1]]
+    entries = [entry for entry in claimed[1] if entry[1]]
+    vanished = [entry[0] for entry in claimed[1] if not entry[1]]
+    if vanished:
+        redis.xack(stream, group, *vanished)
     if entries:
         return entries
     fresh = redis.xreadgroup(group, consumer, {stream: ">"}, count=count)

@@ -6,6 +6,7 @@ import logging
 import time
 
 from webhook import keys
+from webhook.errors import UnknownPoll
 from webhook.identity import receipt_code
 from webhook.kick import KICK_TTL_MS, Stage, kick
 from webhook.ledger import pack_ballot
@@ -62,14 +63,15 @@ def apply_batch(rt: Runtime, entries: list[tuple[bytes, dict[bytes, bytes]]]) ->
     for entry_id, fields in entries:
         try:
             poll = rt.polls.get(fields[b"p"].decode())
-            voter = fields[b"k"]
-            option = poll.options[int(fields[b"o"])]
-            value = pack_ballot(int(fields[b"o"]), int(fields[b"t"]))
-        except (KeyError, ValueError, IndexError, UnicodeDecodeError):
+            voter, receiver = fields[b"k"], fields[b"to"]
+            index = int(fields[b"o"])
+            option = poll.options[index]
+            value = pack_ballot(index, int(fields[b"t"]))
+        except (KeyError, ValueError, IndexError, UnicodeDecodeError, UnknownPoll):
             log.error("vote %s cannot be tallied (unknown poll or option); left queued", entry_id)
             continue
         script_keys += [keys.ballots(poll.id, voter), keys.counts(poll.id)]
-        args += [entry_id, keys.field(voter), value, option.id, fields[b"to"], poll.id]
+        args += [entry_id, keys.field(voter), value, option.id, receiver, poll.id]
         args += [fields.get(b"l", b"en"), receipt_code(voter)]
         batched += 1
     if not batched:
