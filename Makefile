@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-memory bench-smoke clean
+.PHONY: run test lint format bench bench-memory translations clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: $(STAMP)  ## Throughput benchmark against baselines; writes BENCHMARKS.md
 
 bench-memory: $(STAMP)  ## Redis bytes per vote for 1,000,000 votes
 	$(PY) -m bench.memory $(BENCH_ARGS)
+
+translations: $(STAMP)  ## Re-extract the bot's messages and merge them into the ru/be catalogues
+	$(VENV)/bin/pybabel extract -F babel.cfg --no-location --omit-header -o webhook/translations/messages.pot .
+	$(VENV)/bin/pybabel update -i webhook/translations/messages.pot -d webhook/translations --no-location --width 100
 
 clean:
 	rm -rf $(VENV) var test-artifacts

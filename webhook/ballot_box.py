@@ -12,6 +12,9 @@ from webhook.kick import KICK_TTL_MS, Stage, kick
 from webhook.polls import Poll, PollStatus
 from webhook.scripts import Scripts
 
+PHONE_LINK_TTL_S = 30 * 24 * 3600
+"""How long a verified phone number stays linked to a Viber voter (seconds)."""
+PHONE_ASKED_TTL_S = 3600
 MESSAGE_TAG_MODULO = 4096
 """A message token is remembered in a claim as token mod 4096: enough to tell Viber's retry
 of the vote (same token) from a second tap (another token); a clash only skips one
@@ -89,3 +92,15 @@ class BallotBox:
         raw = self.redis.hgetall(keys.counts(poll.id))
         stored = {k.decode(): int(v) for k, v in raw.items()}
         return {option.id: stored.get(option.id, 0) for option in poll.options}
+
+    def phone_voter(self, viber_voter: bytes) -> bytes | None:
+        """The phone-number voter key this Viber voter verified, if any."""
+        return self.redis.get(keys.phone_link(viber_voter))
+
+    def link_phone(self, viber_voter: bytes, phone_voter: bytes) -> None:
+        """Remember the phone-number identity a Viber voter shared."""
+        self.redis.set(keys.phone_link(viber_voter), phone_voter, ex=PHONE_LINK_TTL_S)
+
+    def mark_phone_asked(self, viber_voter: bytes) -> bool:
+        """Note that the voter was asked for their phone; False if they already were."""
+        return bool(self.redis.set(keys.phone_asked(viber_voter), "1", nx=True, ex=PHONE_ASKED_TTL_S))

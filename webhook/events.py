@@ -60,6 +60,7 @@ class MessageEvent:
     message_type: str
     text: str | None
     tracking_data: str | None
+    contact_phone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ def parse_callback(body: bytes) -> Event:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise BadCallback("body is not valid JSON") from None
+    except RecursionError:
+        raise BadCallback("body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise BadCallback("body is not a JSON object")
     event = payload.get("event")
@@ -114,6 +117,8 @@ def _message(payload: dict) -> MessageEvent:
     text = _optional_str(message, "text")
     if message_type == MessageType.TEXT.value and text is None:
         raise BadCallback("a text message has no 'message.text'")
+    contact = message.get("contact")
+    phone = _optional_str(contact, "phone_number") if isinstance(contact, dict) else None
     return MessageEvent(
         timestamp_ms=_int(payload, "timestamp"),
         message_token=_int(payload, "message_token"),
@@ -121,6 +126,7 @@ def _message(payload: dict) -> MessageEvent:
         message_type=message_type,
         text=text,
         tracking_data=_optional_str(message, "tracking_data"),
+        contact_phone=phone if message_type == MessageType.CONTACT.value else None,
     )
 
 

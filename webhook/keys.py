@@ -16,6 +16,9 @@ Pipeline (shared by all polls):
   vv:kick:tally, vv:kick:send STRING set while a drain job is queued or running
   vv:seen:TOKEN               STRING a callback's message token, for an hour (dedupe)
   vv:rate:VOTERHEX            STRING replies triggered by one voter in the current window
+  vv:phone:VOTERHEX           STRING the phone-number voter key a Viber voter verified (30 days)
+  vv:asked:VOTERHEX           STRING set when the bot asked a voter for their phone (1 hour)
+VOTERHEX is the hex of a keyed hash of the Viber id, never the id itself.
 """
 
 from __future__ import annotations
@@ -86,3 +89,13 @@ def seen(message_token: int) -> str:
 def rate(voter: bytes) -> str:
     """Counts the replies one voter triggered in the current window."""
     return f"{PREFIX}:rate:{voter.hex()}"
+
+
+def phone_link(viber_voter: bytes) -> str:
+    """The phone-number identity a Viber voter verified."""
+    return f"{PREFIX}:phone:{viber_voter.hex()}"
+
+
+def phone_asked(viber_voter: bytes) -> str:
+    """Marks that the bot asked this voter to share their phone number."""
+    return f"{PREFIX}:asked:{viber_voter.hex()}"

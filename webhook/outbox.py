@@ -31,6 +31,12 @@ class ReplyKind(StrEnum):
     HELP = "help"
     CLOSED = "closed"
     NOT_OPEN = "not_open"
+    RESULTS = "results"
+    CHECK = "check"
+    ASK_PHONE = "ask_phone"
+    PHONE_OK = "phone_ok"
+    PHONE_REFUSED = "phone_refused"
+    PHONE_DESKTOP = "phone_desktop"
 
 
 class ReplyOutcome(StrEnum):
@@ -60,9 +66,12 @@ class Outbox:
         message_token: int,
         rate_limit: int,
         rate_window_s: int,
+        receipt: str | None = None,
     ) -> ReplyOutcome:
         """Queue a reply once per callback token and within the voter's rate limit."""
         entry = {"k": kind.value, "to": receiver, "p": poll_id, "l": language, "n": "0"}
+        if receipt is not None:
+            entry["r"] = receipt
         flat = [item for pair in entry.items() for item in pair]
         outcome, must_kick = self.scripts.reply(
             keys=[keys.seen(message_token), keys.rate(voter), keys.OUTBOX_STREAM, keys.KICK_SEND],

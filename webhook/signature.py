@@ -17,4 +17,5 @@ def is_valid(auth_token: str, body: bytes, signature: str | None) -> bool:
     """Whether a signature matches the body, compared in constant time."""
     if not signature:
         return False
-    return hmac.compare_digest(sign(auth_token, body), signature.strip().lower())
+    given = signature.strip().lower().encode("utf-8", "replace")
+    return hmac.compare_digest(sign(auth_token, body).encode(), given)

@@ -10,10 +10,14 @@ from flask import Blueprint, Response, jsonify, request
 
 from webhook import messages, signature
 from webhook.ballot_box import CastOutcome
+from webhook.commands import parse_command
 from webhook.events import ConversationStarted, MessageEvent, MessageType, parse_callback
 from webhook.http_errors import error_response
-from webhook.identity import IdentityKind, voter_key
+from webhook.i18n import language_of
+from webhook.identity import IdentityKind, normalise_phone, voter_key
+from webhook.messages import SHARE_PHONE_MIN_API_VERSION
 from webhook.outbox import ReplyKind
+from webhook.polls import Poll
 from webhook.runtime import Runtime, runtime
 
 log = logging.getLogger(__name__)
@@ -40,45 +44,96 @@ def receive() -> Any:
     if isinstance(event, MessageEvent | ConversationStarted) and _stale(rt, event.timestamp_ms, now):
         return _ok({"status": "ignored", "reason": "timestamp outside the accepted window"})
     if isinstance(event, ConversationStarted):
-        poll = rt.polls.current(now)
-        return _ok(messages.welcome(poll, rt.ballot_box.status(poll, now), rt.config.bot_name))
+        return _ok(_welcome(rt, event, now))
     if isinstance(event, MessageEvent):
         _on_message(rt, event, now)
     return _ok({})
 
 
+def _welcome(rt: Runtime, event: ConversationStarted, now: float) -> dict[str, Any]:
+    """The welcome for the current poll, in the voter's language."""
+    poll = rt.polls.current(now)
+    language = language_of(event.user.language)
+    needs_phone = False
+    if poll.require_phone:
+        viber_voter = voter_key(rt.config.voter_id_secret, IdentityKind.VIBER, event.user.id)
+        needs_phone = rt.ballot_box.phone_voter(viber_voter) is None
+    status = rt.ballot_box.status(poll, now)
+    return messages.welcome(poll, status, rt.config.bot_name, language, needs_phone=needs_phone)
+
+
 def _on_message(rt: Runtime, event: MessageEvent, now: float) -> None:
     """Cast the vote a message names, or queue the reply it deserves."""
     poll = rt.polls.find(event.tracking_data) or rt.polls.current(now)
-    voter = voter_key(rt.config.voter_id_secret, IdentityKind.VIBER, event.sender.id)
-    option = None
-    if event.message_type == MessageType.TEXT.value and event.text is not None:
-        option = poll.option_index(event.text)
-    if option is None:
-        reply = ReplyKind.HELP
-    else:
-        outcome = rt.ballot_box.cast(
-            poll,
-            voter,
-            option,
-            message_token=event.message_token,
+    viber_voter = voter_key(rt.config.voter_id_secret, IdentityKind.VIBER, event.sender.id)
+
+    def reply(kind: ReplyKind, receipt: str | None = None) -> None:
+        rt.outbox.queue_reply(
+            kind,
             receiver=event.sender.id,
-            language=event.sender.language,
-            now=now,
+            poll_id=poll.id,
+            language=language_of(event.sender.language),
+            voter=viber_voter,
+            message_token=event.message_token,
+            rate_limit=rt.config.reply_rate_limit,
+            rate_window_s=rt.config.reply_rate_window_s,
+            receipt=receipt,
         )
-        if outcome not in REPLY_FOR_OUTCOME:
+
+    if event.message_type == MessageType.CONTACT.value:
+        reply(_verify_phone(rt, poll, viber_voter, event.contact_phone))
+        return
+    text = event.text if event.message_type == MessageType.TEXT.value else None
+    command = parse_command(text)
+    if command is not None:
+        reply(command.kind, command.receipt)
+        return
+    option = poll.option_index(text) if text is not None else None
+    voter: bytes | None = viber_voter
+    if poll.require_phone:
+        voter = rt.ballot_box.phone_voter(viber_voter)
+        if voter is None:
+            reply(_phone_prompt(rt, viber_voter, event))
             return
-        reply = REPLY_FOR_OUTCOME[outcome]
-    rt.outbox.queue_reply(
-        reply,
-        receiver=event.sender.id,
-        poll_id=poll.id,
-        language=event.sender.language,
-        voter=voter,
+    if option is None:
+        reply(ReplyKind.HELP)
+        return
+    outcome = rt.ballot_box.cast(
+        poll,
+        voter,
+        option,
         message_token=event.message_token,
-        rate_limit=rt.config.reply_rate_limit,
-        rate_window_s=rt.config.reply_rate_window_s,
+        receiver=event.sender.id,
+        language=language_of(event.sender.language),
+        now=now,
     )
+    if outcome in REPLY_FOR_OUTCOME:
+        reply(REPLY_FOR_OUTCOME[outcome])
+
+
+def _verify_phone(rt: Runtime, poll: Poll, viber_voter: bytes, raw_phone: str | None) -> ReplyKind:
+    """Link a shared phone number (as a keyed hash) to the voter, if the poll accepts it."""
+    if not poll.require_phone:
+        return ReplyKind.HELP
+    phone = normalise_phone(raw_phone or "")
+    if phone is None:
+        return ReplyKind.PHONE_REFUSED
+    codes = poll.allowed_country_codes
+    if codes and not any(phone[1:].startswith(code) for code in codes):
+        return ReplyKind.PHONE_REFUSED
+    phone_voter = voter_key(rt.config.voter_id_secret, IdentityKind.PHONE, phone)
+    rt.ballot_box.link_phone(viber_voter, phone_voter)
+    return ReplyKind.PHONE_OK
+
+
+def _phone_prompt(rt: Runtime, viber_voter: bytes, event: MessageEvent) -> ReplyKind:
+    """Ask for the phone number; a client that cannot share one (Viber Desktop) gets told so."""
+    api_version = event.sender.api_version
+    if api_version is not None and api_version < SHARE_PHONE_MIN_API_VERSION:
+        return ReplyKind.PHONE_DESKTOP
+    if rt.ballot_box.mark_phone_asked(viber_voter):
+        return ReplyKind.ASK_PHONE
+    return ReplyKind.PHONE_DESKTOP
 
 
 def _stale(rt: Runtime, timestamp_ms: int, now: float) -> bool:

@@ -10,8 +10,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from webhook import keys, messages
+from webhook.identity import parse_receipt
 from webhook.kick import KICK_TTL_MS, Stage, kick
+from webhook.ledger import receipt_counted
 from webhook.outbox import ReplyKind
+from webhook.polls import Poll
 from webhook.runtime import Runtime
 from webhook.viber_client import SendResult, SendStatus, ViberClient
 from workers.context import (
@@ -96,8 +99,22 @@ def _send_one(rt: Runtime, client: ViberClient, fields: dict[bytes, bytes]) -> S
         kind = None
     if poll is None or kind is None or not entry.get("to"):
         return SendResult(SendStatus.DEAD, "unknown poll or reply kind")
-    payload = {"receiver": entry["to"], **messages.reply(poll, kind, entry, rt.config.bot_name)}
+    facts = look_up_facts(rt, poll, kind, entry)
+    payload = {"receiver": entry["to"], **messages.reply(poll, kind, entry, rt.config.bot_name, facts)}
     return client.send_message(payload)
+
+
+def look_up_facts(rt: Runtime, poll: Poll, kind: ReplyKind, entry: dict[str, str]) -> messages.Facts:
+    """What a reply needs to know at send time: the poll's status and counts, or a receipt."""
+    if kind in (ReplyKind.RESULTS, ReplyKind.CLOSED):
+        status = rt.ballot_box.status(poll)
+        counts = rt.ballot_box.counts(poll) if poll.results_visible(status) else None
+        return messages.Facts(status=status, counts=counts)
+    if kind is ReplyKind.CHECK:
+        number = parse_receipt(entry.get("r", ""))
+        found = None if number is None else receipt_counted(rt.redis, poll, number)
+        return messages.Facts(receipt_found=found)
+    return messages.Facts()
 
 
 def _settle(pipe, entry_id: bytes, fields: dict[bytes, bytes], result: SendResult, now: float) -> SendStatus:  # type: ignore[no-untyped-def]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -16,6 +16,9 @@ MAX_OPTIONS = 24
 """Keyboard rows Viber shows comfortably; ballots pack the option index in 6 bits."""
 MAX_LABEL_CHARS = 60
 MAX_QUESTION_CHARS = 1000
+LANGUAGES = ("en", "ru", "be")
+"""Languages the bot speaks; English is the fallback."""
+COUNTRY_CODE = re.compile(r"^[1-9][0-9]{0,3}$")
 
 
 class PollStatus(StrEnum):
@@ -26,12 +29,25 @@ class PollStatus(StrEnum):
     CLOSED = "closed"
 
 
+class ResultsVisibility(StrEnum):
+    """When a voter may ask the bot for a poll's results."""
+
+    LIVE = "live"
+    AFTER_CLOSE = "after_close"
+    HIDDEN = "hidden"
+
+
 @dataclass(frozen=True)
 class Option:
     """One answer a voter can choose."""
 
     id: str
     label: str
+    labels: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def label_in(self, language: str) -> str:
+        """The option's label in a language, else in English."""
+        return self.labels.get(language, self.label)
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,20 @@ class Poll:
     options: tuple[Option, ...]
     opens_at: float | None = None
     closes_at: float | None = None
+    questions: dict[str, str] = field(default_factory=dict, compare=False)
+    require_phone: bool = False
+    allowed_country_codes: tuple[str, ...] = ()
+    results: ResultsVisibility = ResultsVisibility.AFTER_CLOSE
+
+    def question_in(self, language: str) -> str:
+        """The question in a language, else in English."""
+        return self.questions.get(language, self.question)
+
+    def results_visible(self, status: PollStatus) -> bool:
+        """Whether voters may see the results while the poll has this status."""
+        if self.results is ResultsVisibility.LIVE:
+            return True
+        return self.results is ResultsVisibility.AFTER_CLOSE and status is PollStatus.CLOSED
 
     def scheduled_status(self, now: float) -> PollStatus:
         """Status by the schedule alone (an operator's open/close overrides it)."""
@@ -56,7 +86,8 @@ class Poll:
         """Index of the option a voter's text names (its id or label), or None."""
         wanted = text.strip().casefold()
         for index, option in enumerate(self.options):
-            if wanted in (option.id, option.label.casefold()):
+            names = {option.id, option.label.casefold(), *(v.casefold() for v in option.labels.values())}
+            if wanted in names:
                 return index
         return None
 
@@ -110,9 +141,7 @@ def _parse_poll(raw: object, path: str | Path) -> Poll:
     if not ID_PATTERN.match(poll_id):
         raise PollFileError(f"{path}: poll id {poll_id!r} must match {ID_PATTERN.pattern}")
     where = f"{path}: poll {poll_id}"
-    question = _text(raw, "question", where, "text")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise PollFileError(f"{where}: question longer than {MAX_QUESTION_CHARS} characters")
+    question, questions = _translated(raw, "question", where, MAX_QUESTION_CHARS)
     raw_options = raw.get("options")
     if not isinstance(raw_options, list) or not 2 <= len(raw_options) <= MAX_OPTIONS:
         raise PollFileError(f"{where}: needs 2 to {MAX_OPTIONS} [[polls.options]]")
@@ -122,7 +151,27 @@ def _parse_poll(raw: object, path: str | Path) -> Poll:
     opens_at, closes_at = _time(raw, "opens_at", where), _time(raw, "closes_at", where)
     if opens_at is not None and closes_at is not None and closes_at <= opens_at:
         raise PollFileError(f"{where}: closes_at must be after opens_at")
-    return Poll(poll_id, question, options, opens_at, closes_at)
+    require_phone = raw.get("require_phone", False)
+    if not isinstance(require_phone, bool):
+        raise PollFileError(f"{where}: require_phone must be true or false")
+    codes = raw.get("allowed_country_codes", [])
+    if not isinstance(codes, list) or not all(isinstance(c, str) and COUNTRY_CODE.match(c) for c in codes):
+        raise PollFileError(f'{where}: allowed_country_codes must be a list of codes like "375"')
+    try:
+        results = ResultsVisibility(raw.get("results", ResultsVisibility.AFTER_CLOSE.value))
+    except ValueError:
+        raise PollFileError(f"{where}: results must be live, after_close or hidden") from None
+    return Poll(
+        poll_id,
+        question,
+        options,
+        opens_at,
+        closes_at,
+        questions=questions,
+        require_phone=require_phone,
+        allowed_country_codes=tuple(codes),
+        results=results,
+    )
 
 
 def _parse_option(raw: object, where: str) -> Option:
@@ -132,10 +181,8 @@ def _parse_option(raw: object, where: str) -> Option:
     option_id = _text(raw, "id", where, "id")
     if not ID_PATTERN.match(option_id):
         raise PollFileError(f"{where}: option id {option_id!r} must match {ID_PATTERN.pattern}")
-    label = _text(raw, "label", where, "text")
-    if len(label) > MAX_LABEL_CHARS:
-        raise PollFileError(f"{where}: option label longer than {MAX_LABEL_CHARS} characters")
-    return Option(option_id, label)
+    label, labels = _translated(raw, "label", where, MAX_LABEL_CHARS)
+    return Option(option_id, label, labels)
 
 
 def _text(raw: dict, key: str, where: object, what: str) -> str:
@@ -144,6 +191,23 @@ def _text(raw: dict, key: str, where: object, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise PollFileError(f"{where}: '{key}' must be a non-empty string ({what})")
     return value.strip()
+
+
+def _translated(raw: dict, key: str, where: str, max_chars: int) -> tuple[str, dict[str, str]]:
+    """A text given as a string, or as a table of languages that includes English."""
+    value = raw.get(key)
+    texts = value if isinstance(value, dict) else {"en": value}
+    for language, text in texts.items():
+        if language not in LANGUAGES:
+            raise PollFileError(f"{where}: '{key}' has language {language!r}; use one of {LANGUAGES}")
+        if not isinstance(text, str) or not text.strip():
+            raise PollFileError(f"{where}: '{key}' must be a non-empty string (or one per language)")
+        if len(text) > max_chars:
+            raise PollFileError(f"{where}: '{key}' longer than {max_chars} characters")
+    if "en" not in texts:
+        raise PollFileError(f"{where}: '{key}' needs an English text (en)")
+    cleaned = {language: text.strip() for language, text in texts.items()}
+    return cleaned["en"], cleaned
 
 
 def _time(raw: dict, key: str, where: str) -> float | None:
