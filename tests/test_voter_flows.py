@@ -1,0 +1,183 @@
+"""Voter conversations: phone verification, languages, schedule, results visibility, receipts."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.conftest import conversation_started, message_event, post_callback
+from webhook.polls import PollStatus
+from webhook.viber_client import ViberClient
+from workers import sender, tally
+
+RECEIPT = re.compile(r"\b([0-9A-Z]{5}-[0-9A-Z]{5})\b")
+
+
+class Chat:
+    """One voter talking to the running app; replies come back through the fake Viber API."""
+
+    def __init__(self, client, rt, fake_viber, user_id: str, language: str = "en", api_version: int = 10):
+        self.client, self.rt, self.fake = client, rt, fake_viber
+        self.user_id, self.language, self.api_version = user_id, language, api_version
+        self.viber = ViberClient(rt.config.viber_api_url, rt.config.viber_auth_token)
+        self.seen = 0
+
+    def open(self) -> dict[str, Any]:
+        """Open the bot; returns the welcome."""
+        event = conversation_started(self.user_id)
+        event["user"]["language"] = self.language
+        response = post_callback(self.client, event)
+        assert response.status_code == 200
+        return response.json
+
+    def send(self, text: str | None = None, *, poll: str = "main", **message: Any) -> list[dict[str, Any]]:
+        """Send a text (or another message type) and return the bot's new replies."""
+        event = message_event(self.user_id, text or "", language=self.language, tracking_data=poll)
+        event["sender"]["api_version"] = self.api_version
+        if message:
+            event["message"] = {"tracking_data": poll, **message}
+        assert post_callback(self.client, event).status_code == 200
+        tally.drain(self.rt, "test")
+        sender.drain(self.rt, self.viber, "test")
+        replies = self.fake.messages_to(self.user_id)
+        new, self.seen = replies[self.seen :], len(replies)
+        return new
+
+    def share_phone(self, number: str, poll: str = "phone") -> list[dict[str, Any]]:
+        """Tap the share-phone button: Viber sends a contact message with the number."""
+        contact = {"name": "Voter", "phone_number": number}
+        return self.send(poll=poll, type="contact", contact=contact)
+
+
+@pytest.fixture
+def chat(client, rt, fake_viber):
+    """Start chats with the app."""
+    return lambda user_id, **kw: Chat(client, rt, fake_viber, user_id, **kw)
+
+
+def counts(rt, poll_id: str) -> dict[str, int]:
+    """Counters of a poll."""
+    return rt.ballot_box.counts(rt.polls.get(poll_id))
+
+
+def only_text(replies: list[dict[str, Any]]) -> str:
+    """The text of the single reply."""
+    assert len(replies) == 1, replies
+    return replies[0]["text"]
+
+
+def test_phone_poll_asks_for_the_number_first(chat, rt):
+    voter = chat("phone-1")
+    [ask] = voter.send("yes", poll="phone")
+    assert ask["keyboard"]["Buttons"][0]["ActionType"] == "share-phone"
+    assert ask["min_api_version"] >= 3
+    assert counts(rt, "phone") == {"yes": 0, "no": 0}
+
+
+def test_shared_phone_is_accepted_and_the_vote_counted(chat, rt, redis):
+    voter = chat("phone-2")
+    voter.send("yes", poll="phone")
+    [ok] = voter.share_phone("+375 29 123-45-67")
+    assert "verified" in ok["text"]
+    assert [b["ActionBody"] for b in ok["keyboard"]["Buttons"]] == ["yes", "no"]
+    assert "counted" in only_text(voter.send("no", poll="phone"))
+    assert counts(rt, "phone") == {"yes": 0, "no": 1}
+    dump = b"".join(k + repr(redis.dump(k)).encode() for k in redis.keys("*"))
+    assert b"375291234567" not in dump and b"phone-2" not in dump
+
+
+def test_foreign_number_is_refused(chat, rt):
+    voter = chat("phone-3")
+    voter.send("yes", poll="phone")
+    assert "Sorry" in only_text(voter.share_phone("+48 600 123 456"))
+    assert "counted" not in only_text(voter.send("yes", poll="phone"))
+    assert counts(rt, "phone") == {"yes": 0, "no": 0}
+
+
+def test_one_number_from_two_viber_accounts_counts_once(chat, rt):
+    first, second = chat("phone-4a"), chat("phone-4b")
+    for voter in (first, second):
+        voter.send("yes", poll="phone")
+        voter.share_phone("+375291112233")
+    assert "counted" in only_text(first.send("yes", poll="phone"))
+    assert "already voted" in only_text(second.send("no", poll="phone"))
+    assert counts(rt, "phone") == {"yes": 1, "no": 0}
+
+
+def test_typed_number_is_not_accepted_as_verified(chat, rt):
+    voter = chat("phone-5")
+    voter.send("yes", poll="phone")
+    voter.send("+375291234567", poll="phone")
+    replies = voter.send("yes", poll="phone")
+    assert "counted" not in only_text(replies)
+    assert counts(rt, "phone") == {"yes": 0, "no": 0}
+
+
+def test_desktop_client_is_told_to_use_the_phone(chat, rt):
+    old_client = chat("phone-6", api_version=2)
+    assert "on your phone" in only_text(old_client.send("yes", poll="phone"))
+    no_contact = chat("phone-7")
+    no_contact.send("yes", poll="phone")
+    assert "on your phone" in only_text(no_contact.send("yes", poll="phone"))
+
+
+@pytest.mark.parametrize(
+    ("language", "welcome_words", "confirm_words"),
+    [
+        ("en", "Tap one answer", "is counted"),
+        ("ru", "Нажмите один из ответов", "учтён"),
+        ("be", "Націсніце адзін з адказаў", "улічаны"),
+        ("be-BY", "Націсніце адзін з адказаў", "улічаны"),
+        ("de", "Tap one answer", "is counted"),
+    ],
+)
+def test_each_language_welcome_and_confirmation(chat, language, welcome_words, confirm_words):
+    voter = chat(f"lang-{language}", language=language)
+    assert welcome_words in voter.open()["text"]
+    assert confirm_words in only_text(voter.send("yes"))
+
+
+def test_poll_question_and_labels_in_the_voters_language(chat):
+    voter = chat("lang-phone", language="ru")
+    voter.send("да", poll="phone")
+    [ok] = voter.share_phone("+375291230000")
+    assert "Один номер — один голос?" in ok["text"]
+    assert "Да" in ok["keyboard"]["Buttons"][0]["Text"]
+    assert "учтён" in only_text(voter.send("да", poll="phone"))
+
+
+def test_poll_not_yet_open_says_when(chat, rt):
+    text = only_text(chat("early").send("a", poll="future"))
+    assert "not opened yet" in text and "2099-01-01 00:00 UTC" in text
+    assert counts(rt, "future") == {"a": 0, "b": 0}
+
+
+def test_closed_poll_says_so_and_shows_the_final_result(chat, rt):
+    text = only_text(chat("late").send("a", poll="past"))
+    assert "closed" in text and "Final results" in text and "Total: 0" in text
+
+
+def test_results_visibility_modes(chat, rt):
+    voter = chat("curious")
+    voter.send("yes")
+    assert "when voting has closed" in only_text(voter.send("results"))
+    rt.ballot_box.set_status(rt.polls.get("main"), PollStatus.CLOSED)
+    final = only_text(voter.send("results"))
+    assert "Final results" in final and "Yes: 1 (100.0%)" in final
+    assert "does not publish" in only_text(voter.send("results", poll="secret"))
+    live = chat("curious-phone")
+    assert "Results so far" in only_text(live.send("results", poll="phone"))
+
+
+def test_receipt_check_found_and_not_found(chat):
+    voter = chat("receipt-1")
+    receipt = RECEIPT.search(only_text(voter.send("no"))).group(1)
+    found = only_text(voter.send(f"check {receipt}"))
+    assert f"Receipt {receipt} is in the count" in found
+    assert "No" not in found, "a receipt check must not reveal the choice"
+    other = "00000-00000" if receipt != "00000-00000" else "11111-11111"
+    assert "is not in the count" in only_text(voter.send(f"check {other}"))
+    assert "not a receipt code" in only_text(voter.send("check banana"))
+    assert "в подсчёте" in only_text(chat("receipt-ru", language="ru").send(f"проверить {receipt.lower()}"))
