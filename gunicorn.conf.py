@@ -1,6 +1,8 @@
 """gunicorn settings (read automatically from the working directory)."""
 
 import os
+import shutil
+import tempfile
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
@@ -11,3 +13,21 @@ graceful_timeout = 10
 accesslog = None
 control_socket_disable = True
 """Several stacks (tests, benchmarks) run on one machine; a shared control socket would clash."""
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """Give the workers one directory for their summed Prometheus metrics."""
+    directory = tempfile.mkdtemp(prefix="viber-vote-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    """Forget a dead worker's live gauges."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    """Remove the metrics directory."""
+    shutil.rmtree(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""), ignore_errors=True)

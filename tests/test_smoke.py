@@ -1,5 +1,9 @@
 """A first vote through the webhook and the tally and send stages, in-process."""
 
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.conftest import conversation_started, message_event, post_callback, post_live
 from webhook.ledger import recount
 from webhook.viber_client import ViberClient
@@ -27,3 +31,18 @@ def test_stack_counts_and_confirms_a_vote(stack, redis, fake_viber):
     [message] = fake_viber.wait_for_messages(1)
     assert message["receiver"] == "user-live"
     assert redis.hgetall("vv:poll:main:counts") == {b"no": b"1"}
+
+
+def test_stack_metrics_sum_every_web_process(stack, redis, environ):
+    for i in range(6):
+        assert post_live(stack, message_event(f"m-{i}", "yes"))[0] == 200
+    request = urllib.request.Request(
+        f"{stack.base_url}/metrics", headers={"Authorization": f"Bearer {environ['OPERATOR_TOKEN']}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+    accepted = [
+        s.value for s in families["viber_vote_webhook_votes"].samples if s.labels.get("outcome") == "accepted"
+    ]
+    assert sum(accepted) == 6
+    assert families["viber_vote_webhook_seconds"].samples

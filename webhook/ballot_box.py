@@ -53,7 +53,13 @@ class BallotBox:
         """Claim the voter and queue the vote atomically; kick a tally job when needed."""
         now = time.time() if now is None else now
         outcome, must_kick = self.scripts.cast(
-            keys=[keys.state(poll.id), keys.voters(poll.id, voter), keys.VOTES_STREAM, keys.KICK_TALLY],
+            keys=[
+                keys.state(poll.id),
+                keys.voters(poll.id, voter),
+                keys.VOTES_STREAM,
+                keys.KICK_TALLY,
+                keys.STATS,
+            ],
             args=[
                 poll.scheduled_status(now).value,
                 keys.field(voter),

@@ -3,6 +3,7 @@
 Per poll (POLL is the poll id from the poll file):
   vv:poll:POLL:counts         HASH   option id -> votes counted (read with HGETALL)
   vv:poll:POLL:state          STRING "open" | "closed": an operator's override of the schedule
+  vv:poll:POLL:minutes        HASH   Unix minute -> votes counted in it (the dashboard's chart)
   vv:poll:POLL:voters:HHHH    HASH   uniqueness claims: voter key bytes 2..11 -> message tag
   vv:poll:POLL:ballots:HHHH   HASH   stored ballots: voter key bytes 2..11 -> minute*64 + option
 HHHH is the hex of the voter key's first two bytes (65,536 small hashes per poll, so
@@ -14,6 +15,8 @@ Pipeline (shared by all polls):
   vv:outbox:retry             ZSET   replies to send again, scored by due Unix time
   vv:outbox:dead              LIST   replies given up on, for an operator to replay
   vv:kick:tally, vv:kick:send STRING set while a drain job is queued or running
+  vv:stats                    HASH   event counters: vote_duplicate, vote_retry, vote_closed,
+                                     bad_signature, bad_request, reply_limited, send_sent, ...
   vv:seen:TOKEN               STRING a callback's message token, for an hour (dedupe)
   vv:rate:VOTERHEX            STRING replies triggered by one voter in the current window
   vv:phone:VOTERHEX           STRING the phone-number voter key a Viber voter verified (30 days)
@@ -34,11 +37,17 @@ OUTBOX_RETRY = f"{PREFIX}:outbox:retry"
 OUTBOX_DEAD = f"{PREFIX}:outbox:dead"
 KICK_TALLY = f"{PREFIX}:kick:tally"
 KICK_SEND = f"{PREFIX}:kick:send"
+STATS = f"{PREFIX}:stats"
 
 
 def counts(poll_id: str) -> str:
     """Per-option vote counters of a poll."""
     return f"{PREFIX}:poll:{poll_id}:counts"
+
+
+def minutes(poll_id: str) -> str:
+    """Votes counted per Unix minute of a poll."""
+    return f"{PREFIX}:poll:{poll_id}:minutes"
 
 
 def state(poll_id: str) -> str:

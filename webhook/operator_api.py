@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
+from webhook import metrics
 from webhook.http_errors import error_response
 from webhook.operator_auth import operator_required
 from webhook.results import poll_results
@@ -24,6 +26,14 @@ def results() -> Any:
     poll_id = request.args.get("poll")
     poll = rt.polls.get(poll_id) if poll_id else rt.polls.current(time.time())
     return jsonify(poll_results(rt.ballot_box, poll))
+
+
+@bp.get("/metrics")
+@operator_required
+def metrics_page() -> Any:
+    """Prometheus metrics (scrape with the operator token as bearer token)."""
+    rt = runtime()
+    return Response(metrics.render(rt.redis, rt.polls), mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/healthz")

@@ -74,7 +74,7 @@ class Outbox:
             entry["r"] = receipt
         flat = [item for pair in entry.items() for item in pair]
         outcome, must_kick = self.scripts.reply(
-            keys=[keys.seen(message_token), keys.rate(voter), keys.OUTBOX_STREAM, keys.KICK_SEND],
+            keys=[keys.seen(message_token), keys.rate(voter), keys.OUTBOX_STREAM, keys.KICK_SEND, keys.STATS],
             args=[SEEN_TTL_S, rate_limit, rate_window_s, KICK_TTL_MS, *flat],
         )
         if must_kick:

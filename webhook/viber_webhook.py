@@ -8,9 +8,10 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from webhook import messages, signature
+from webhook import messages, metrics, signature
 from webhook.ballot_box import CastOutcome
 from webhook.commands import parse_command
+from webhook.errors import BadCallback
 from webhook.events import ConversationStarted, MessageEvent, MessageType, parse_callback
 from webhook.http_errors import error_response
 from webhook.i18n import language_of
@@ -33,15 +34,22 @@ REPLY_FOR_OUTCOME = {
 
 
 @bp.post("/viber/webhook")
+@metrics.WEBHOOK_SECONDS.time()
 def receive() -> Any:
     """Handle one Viber callback."""
     rt = runtime()
     body = request.get_data(cache=False)
     if not signature.is_valid(rt.config.viber_auth_token, body, request.headers.get(signature.HEADER)):
+        metrics.REJECTED.labels("bad_signature").inc()
         return error_response(403, "missing or wrong signature")
-    event = parse_callback(body)
+    try:
+        event = parse_callback(body)
+    except BadCallback:
+        metrics.REJECTED.labels("bad_request").inc()
+        raise
     now = time.time()
     if isinstance(event, MessageEvent | ConversationStarted) and _stale(rt, event.timestamp_ms, now):
+        metrics.REJECTED.labels("stale").inc()
         return _ok({"status": "ignored", "reason": "timestamp outside the accepted window"})
     if isinstance(event, ConversationStarted):
         return _ok(_welcome(rt, event, now))
@@ -107,6 +115,7 @@ def _on_message(rt: Runtime, event: MessageEvent, now: float) -> None:
         language=language_of(event.sender.language),
         now=now,
     )
+    metrics.VOTES.labels(outcome.value).inc()
     if outcome in REPLY_FOR_OUTCOME:
         reply(REPLY_FOR_OUTCOME[outcome])
 

@@ -84,6 +84,8 @@ def send_batch(rt: Runtime, client: ViberClient, entries: list[Entry]) -> Counte
         outcomes[status.value] += 1
         pipe.xack(keys.OUTBOX_STREAM, keys.SEND_GROUP, entry_id)
         pipe.xdel(keys.OUTBOX_STREAM, entry_id)
+    for status, n in outcomes.items():
+        pipe.hincrby(keys.STATS, f"send_{status}", n)
     pipe.execute()
     log.info("sent replies: %s", dict(outcomes))
     return outcomes

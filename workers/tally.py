@@ -70,9 +70,9 @@ def apply_batch(rt: Runtime, entries: list[tuple[bytes, dict[bytes, bytes]]]) ->
         except (KeyError, ValueError, IndexError, UnicodeDecodeError, UnknownPoll):
             log.error("vote %s cannot be tallied (unknown poll or option); left queued", entry_id)
             continue
-        script_keys += [keys.ballots(poll.id, voter), keys.counts(poll.id)]
+        script_keys += [keys.ballots(poll.id, voter), keys.counts(poll.id), keys.minutes(poll.id)]
         args += [entry_id, keys.field(voter), value, option.id, receiver, poll.id]
-        args += [fields.get(b"l", b"en"), receipt_code(voter)]
+        args += [fields.get(b"l", b"en"), receipt_code(voter), int(fields[b"t"]) // 60]
         batched += 1
     if not batched:
         return 0

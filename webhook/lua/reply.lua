@@ -1,5 +1,5 @@
 -- Queue one reply to a voter, once per callback and within the voter's rate limit.
--- KEYS: 1 seen-token key, 2 voter rate key, 3 outbox stream, 4 send kick flag
+-- KEYS: 1 seen-token key, 2 voter rate key, 3 outbox stream, 4 send kick flag, 5 stats
 -- ARGV: 1 seen ttl (s), 2 rate limit, 3 rate window (s), 4 kick ttl (ms),
 --       then field/value pairs of the outbox entry
 -- Returns {outcome, kick}: outcome "queued" | "retry" | "limited".
@@ -11,6 +11,7 @@ if sent == 1 then
   redis.call('EXPIRE', KEYS[2], ARGV[3])
 end
 if sent > tonumber(ARGV[2]) then
+  redis.call('HINCRBY', KEYS[5], 'reply_limited', 1)
   return {'limited', 0}
 end
 local entry = {}
