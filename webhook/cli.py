@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import click
 from flask import Flask
 
+from webhook import audit, exports
 from webhook.errors import UnknownPoll, ViberApiError
 from webhook.ledger import recount
 from webhook.polls import Poll, PollStatus
@@ -109,6 +111,58 @@ def replay_dead_command() -> None:
     click.echo(f"replayed {runtime().outbox.replay_dead()} replies")
 
 
+@click.command("export")
+@click.argument("what", type=click.Choice(["results", "ballots", "receipts"]))
+@poll_option
+@click.option("--format", "fmt", type=click.Choice(exports.FORMATS), default="csv", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
+def export_command(what: str, poll_id: str | None, fmt: str, output: Path | None) -> None:
+    """Export a poll's results, its anonymous ballot ledger, or the receipt codes of its ballots."""
+    rt = runtime()
+    poll = _poll(rt, poll_id)
+    if what == "results":
+        rows: list = exports.results_rows(rt, poll)
+    elif what == "ballots":
+        rows = exports.ballot_rows(rt.redis, poll)
+    else:
+        rows = exports.receipt_codes(rt.redis, poll)
+    body, _ = exports.render(rows, fmt)
+    if output is None:
+        click.echo(body, nl=False)
+        return
+    with output.open("w", encoding="utf-8", newline="") as file:
+        file.write(body)
+    click.echo(f"wrote {len(rows)} {what} rows of poll {poll.id} to {output}", err=True)
+
+
+@click.command("audit")
+@poll_option
+def audit_command(poll_id: str | None) -> None:
+    """Recount the ledger against counters and voters; print a signed summary; exit 1 on a mismatch."""
+    rt = runtime()
+    summary = audit.audit_summary(rt, _poll(rt, poll_id))
+    click.echo(json.dumps(audit.signed_document(summary, audit.audit_key(rt.config)), indent=2))
+    if not summary["matches"]:
+        raise click.ClickException("audit FAILED: the ledger does not match the counters or the voters")
+    click.echo("audit passed: ledger, counters and voters agree", err=True)
+
+
+@click.command("audit-verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def audit_verify_command(file: Path) -> None:
+    """Check the signature of a saved audit summary; exit 1 if it was altered."""
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{file} is not a JSON audit summary: {exc}") from None
+    if not audit.verify_document(document, audit.audit_key(runtime().config)):
+        raise click.ClickException(f"{file}: signature does NOT match: the summary was altered or not ours")
+    click.echo(
+        f"signature valid: audit of poll {document.get('poll')} at {document.get('time')}, "
+        f"matches={json.dumps(document.get('matches'))}"
+    )
+
+
 def init_app(app: Flask) -> None:
     """Register the commands."""
     for command in (
@@ -119,5 +173,8 @@ def init_app(app: Flask) -> None:
         follow_schedule_command,
         set_webhook_command,
         replay_dead_command,
+        export_command,
+        audit_command,
+        audit_verify_command,
     ):
         app.cli.add_command(command)

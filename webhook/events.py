@@ -135,6 +135,10 @@ def _voter(user: dict) -> Voter:
     user_id = user.get("id")
     if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_ID_CHARS:
         raise BadCallback("the user's 'id' is missing or not a short string")
+    try:
+        user_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadCallback("the user's 'id' is not valid text") from None
     language = user.get("language")
     if not isinstance(language, str) or not 0 < len(language) <= MAX_LANGUAGE_CHARS:
         language = DEFAULT_LANGUAGE
