@@ -18,10 +18,12 @@ def create_app(config: Config | Mapping[str, str] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions[EXTENSION] = Runtime.build(config)
 
-    from webhook import cli, http_errors, operator_api, viber_webhook
+    from webhook import cli, dashboard, http_errors, operator_api, public_page, viber_webhook
 
     http_errors.init_app(app)
     app.register_blueprint(viber_webhook.bp)
     app.register_blueprint(operator_api.bp)
+    app.register_blueprint(public_page.bp)
+    dashboard.init_app(app, config.operator_token)  # session key and cookie flags, /dashboard, /dashboard/rq
     cli.init_app(app)
     return app

@@ -35,6 +35,8 @@ class Config:
     max_callback_age_s: int = DEFAULT_MAX_CALLBACK_AGE_S
     reply_rate_limit: int = DEFAULT_REPLY_RATE_LIMIT
     reply_rate_window_s: int = DEFAULT_REPLY_RATE_WINDOW_S
+    viber_chat_uri: str = "viber-vote"
+    """The bot's public account URI, for viber://pa?chatURI=... links (env VIBER_CHAT_URI)."""
     audit_secret: str | None = None
     """Key that signs audit summaries; unset, one is derived from voter_id_secret."""
 
@@ -54,6 +56,7 @@ class Config:
             max_callback_age_s=_int(env, "MAX_CALLBACK_AGE_S", DEFAULT_MAX_CALLBACK_AGE_S),
             reply_rate_limit=_int(env, "REPLY_RATE_LIMIT", DEFAULT_REPLY_RATE_LIMIT),
             reply_rate_window_s=_int(env, "REPLY_RATE_WINDOW_S", DEFAULT_REPLY_RATE_WINDOW_S),
+            viber_chat_uri=env.get("VIBER_CHAT_URI", "").strip() or "viber-vote",
             audit_secret=_secret(env, "AUDIT_SECRET") if env.get("AUDIT_SECRET", "").strip() else None,
         )
 

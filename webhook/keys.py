@@ -16,7 +16,9 @@ Pipeline (shared by all polls):
   vv:outbox:dead              LIST   replies given up on, for an operator to replay
   vv:kick:tally, vv:kick:send STRING set while a drain job is queued or running
   vv:stats                    HASH   event counters: vote_duplicate, vote_retry, vote_closed,
-                                     bad_signature, bad_request, reply_limited, send_sent, ...
+                                     vote_not_open, reply_limited, send_sent, send_retry, ...
+                                     (rejected callbacks are counted in Prometheus only: a
+                                     refused request writes nothing to Redis)
   vv:seen:TOKEN               STRING a callback's message token, for an hour (dedupe)
   vv:rate:VOTERHEX            STRING replies triggered by one voter in the current window
   vv:phone:VOTERHEX           STRING the phone-number voter key a Viber voter verified (30 days)

@@ -73,9 +73,14 @@ def receipt_counted(redis: Redis, poll: Poll, number: int) -> bool:
 
 
 def _scan_hashes(redis: Redis, pattern: str):  # type: ignore[no-untyped-def]
-    """Yield (key, field map) of every hash matching a pattern."""
-    for key in redis.scan_iter(match=pattern, count=SCAN_BATCH, _type="hash"):
-        yield key, redis.hgetall(key)
+    """Yield (key, field map) of every hash matching a pattern, each once, read in pipelines."""
+    found = sorted(set(redis.scan_iter(match=pattern, count=SCAN_BATCH, _type="hash")))
+    for start in range(0, len(found), SCAN_BATCH):
+        chunk = found[start : start + SCAN_BATCH]
+        pipe = redis.pipeline(transaction=False)
+        for key in chunk:
+            pipe.hgetall(key)
+        yield from zip(chunk, pipe.execute(), strict=True)
 
 
 def _pending_votes(redis: Redis, poll_id: str) -> int:
