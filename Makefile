@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-memory translations clean
+.PHONY: chromium run test lint format bench bench-memory translations clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)  ## Start Redis (if REDIS_URL is unset), web, workers, clock; demo vote without a token
 	$(PY) -m bench.localstack
 
-test: $(STAMP)  ## Lint, then every test against a throwaway redis-server
+chromium:  ## Debian's Chromium for the browser test (installed when missing and run as root)
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "no /usr/bin/chromium: the browser test will skip (install Debian's chromium package)"
+
+test: $(STAMP) chromium  ## Lint, then every test against a throwaway redis-server
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)

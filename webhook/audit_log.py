@@ -20,7 +20,9 @@ MAX_ENTRIES = 10_000
 MAX_WHO_CHARS = 40
 
 
-def record(redis: Redis, *, who: str, what: str, poll: str | None, when: float | None = None) -> dict[str, Any]:
+def record(
+    redis: Redis, *, who: str, what: str, poll: str | None, when: float | None = None
+) -> dict[str, Any]:
     """Append one entry (newest first) and return it."""
     entry = {
         "who": who[:MAX_WHO_CHARS],

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -49,7 +50,7 @@ bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
 SESSION_KEY_MESSAGE = b"viber-vote dashboard session v1"
 SESSION_LIFETIME = timedelta(hours=12)
-"""A login lasts this long; the signed cookie is refused after it (checked server-side)."""
+"""A login lasts this long from the login, however active; the signed cookie's age is checked."""
 INSECURE_COOKIE_ENV = "DASHBOARD_INSECURE_COOKIE"
 """Set to 1 to send the session cookie over plain http (a local run without TLS)."""
 CSRF_HEADER = "X-CSRF-Token"
@@ -103,6 +104,7 @@ def init_app(app: Flask, operator_token: str) -> None:
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_PATH="/dashboard",
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        SESSION_REFRESH_EACH_REQUEST=False,
     )
     app.session_interface = OperatorSessionInterface()
     app.register_blueprint(bp)
@@ -128,7 +130,7 @@ def mount_rq_dashboard(app: Flask) -> None:
             if request.method == "GET" and not request.path.endswith(".json"):
                 return redirect(url_for("dashboard.login", next=request.full_path))
             return _unauthorised()
-        if request.method != "GET":
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
             # rq-dashboard's own pages POST with jQuery, which adds X-Requested-With; a
             # cross-site form cannot set that header, and the cookie is SameSite=Strict.
             if request.headers.get("X-Requested-With") != "XMLHttpRequest" or not _same_origin():
@@ -136,6 +138,14 @@ def mount_rq_dashboard(app: Flask) -> None:
         elif request.endpoint == "rq_dashboard.requeue_all":
             return error_response(405, "requeue with POST")
         return None
+
+    @app.after_request
+    def _rq_dashboard_headers(response: Response) -> Response:
+        if request.blueprint == rq_blueprint.name:
+            response.headers["X-Frame-Options"] = "DENY"
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
 
 
 def runtime_of(app: Flask) -> Runtime:
@@ -155,9 +165,12 @@ def _bearer_ok() -> bool:
 
 
 def _same_origin() -> bool:
-    """Whether the request's Origin (if the browser sent one) is this host."""
+    """Whether the request's Origin (if the browser sent one) names this host.
+
+    Only the host is compared: behind a TLS-terminating proxy the app sees http, the browser https.
+    """
     origin = request.headers.get("Origin")
-    return origin is None or origin == request.host_url.rstrip("/")
+    return origin is None or urlsplit(origin).netloc == request.host
 
 
 def _unauthorised() -> tuple[Response, int]:
@@ -236,7 +249,7 @@ def login_post() -> Any:
     rt = runtime()
     name = (request.form.get("name") or "").strip()
     token = request.form.get("token") or ""
-    error = None
+    error, status = None, 200
     if not _csrf_ok():
         error, status = "The form expired; please try again.", 400
     elif not OPERATOR_NAME.match(name):

@@ -8,6 +8,7 @@ web process.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import threading
 import time
@@ -18,10 +19,12 @@ from urllib.parse import quote
 import segno
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from markupsafe import Markup
+from redis.exceptions import RedisError
 
 from webhook.polls import LANGUAGES, Poll, PollStatus
 from webhook.runtime import Runtime, runtime
 
+log = logging.getLogger(__name__)
 bp = Blueprint("public_page", __name__)
 
 CACHE_SECONDS = 5.0
@@ -60,7 +63,10 @@ class Snapshot:
 
 
 class SnapshotCache:
-    """Per-process cache of poll snapshots; one reader refills an expired entry at a time."""
+    """Per-process cache of poll snapshots; one reader refills an expired entry at a time.
+
+    If Redis cannot be read, the last snapshot is served again (and retried an interval later).
+    """
 
     def __init__(self) -> None:
         """An empty cache."""
@@ -74,7 +80,13 @@ class SnapshotCache:
             now = time.monotonic()
             if cached is not None and cached[0] > now:
                 return cached[1]
-            snapshot = Snapshot(poll, rt.ballot_box.status(poll), rt.ballot_box.counts(poll))
+            try:
+                snapshot = Snapshot(poll, rt.ballot_box.status(poll), rt.ballot_box.counts(poll))
+            except RedisError:
+                if cached is None:
+                    raise
+                log.warning("redis unavailable: the public page shows its last numbers")
+                snapshot = cached[1]
             self._entries[poll.id] = (now + ttl_s, snapshot)
             return snapshot
 

@@ -41,6 +41,7 @@
     else if (poll.opens_in_s !== null) { left = "opens in " + duration(poll.opens_in_s); }
     setText($("time-left"), left);
     setText($("total"), state.total.toLocaleString("en"));
+    setText($("total-unit"), state.total === 1 ? "vote counted" : "votes counted");
     $("btn-open").disabled = poll.status === "open";
     $("btn-closed").disabled = poll.status === "closed";
   }

@@ -13,6 +13,8 @@
 
   function render(data) {
     setText(document.getElementById("total"), data.total);
+    var unit = document.getElementById("total-unit");
+    setText(unit, data.total === 1 ? unit.dataset.one : unit.dataset.many);
     if (!data.options) { return; }
     data.options.forEach(function (option) {
       var item = document.querySelector('#bars li[data-option="' + CSS.escape(option.id) + '"]');
