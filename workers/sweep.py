@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, Worker
+from rq.executions import Execution
 from rq.registry import StartedJobRegistry
 
 from webhook import keys
@@ -32,5 +35,47 @@ def sweep_once(redis: Redis, retries_moved: int = 0) -> dict[str, int]:
         if kicked:
             kick(stage, connection=redis)
         report[f"kicked_{stage.value}"] = int(kicked)
-        StartedJobRegistry(queue=Queue(stage.value, connection=redis)).cleanup()
+        report[f"abandoned_{stage.value}"] = expire_abandoned_jobs(Queue(stage.value, connection=redis))
     return report
+
+
+def expire_abandoned_jobs(queue: Queue) -> int:
+    """Hand jobs whose worker is gone to RQ's own abandoned-job handling now, not after their timeout.
+
+    A SimpleWorker killed mid-job leaves its job in the started registry until the job's timeout
+    runs out. A worker is known dead when its registration expired, or when it ran on this
+    host under a pid that no longer exists; its votes are taken over through the stream anyway.
+    """
+    registry = StartedJobRegistry(queue=queue)
+    redis = queue.connection
+    expired = 0
+    for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
+        try:
+            worker_name = Execution.fetch(execution_id, job_id, connection=redis).worker_name
+        except ValueError:
+            worker_name = ""
+        if not _worker_alive(redis, worker_name):
+            redis.zadd(registry.key, {f"{job_id}:{execution_id}": 0}, xx=True)
+            expired += 1
+    registry.cleanup()
+    if expired:
+        log.warning("%d job(s) of dead workers on queue %s marked abandoned", expired, queue.name)
+    return expired
+
+
+def _worker_alive(redis: Redis, worker_name: str) -> bool:
+    """Whether a worker may still be running (unknown hosts are given the benefit of the doubt)."""
+    if not worker_name:
+        return False
+    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + worker_name, connection=redis)
+    if worker is None:
+        return False
+    if worker.hostname != socket.gethostname() or not worker.pid:
+        return True
+    try:
+        os.kill(worker.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

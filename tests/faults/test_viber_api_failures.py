@@ -1,0 +1,171 @@
+"""Viber's REST API failing: errors retried with backoff, dead-lettered, replayed; gone receivers dropped."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from bench.fake_viber import FakeViber
+from bench.stack import ROOT, Stack
+from tests.conftest import message_event, post_live
+from tests.faults.conftest import (
+    assert_ledger_consistent,
+    main_poll,
+    pipeline_idle,
+    report,
+    wait_until,
+)
+from webhook import keys
+from workers.sender import RETRY_DELAYS_S
+
+
+class ParkedWatcher:
+    """Records every reply seen in the retry zset or the dead list (polled every 5 ms)."""
+
+    def __init__(self, redis: Redis) -> None:
+        """Watch this Redis from __enter__ to __exit__."""
+        self.redis = redis
+        self.retry: list[tuple[dict[str, Any], float]] = []
+        self.dead: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> ParkedWatcher:
+        """Start watching."""
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Stop watching."""
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        """Poll the retry zset and the dead list."""
+        while not self._stop.wait(0.005):
+            now = time.time()
+            for member, due in self.redis.zrange(keys.OUTBOX_RETRY, 0, -1, withscores=True):
+                entry = json.loads(member)
+                if all(entry != seen for seen, _ in self.retry):
+                    self.retry.append((entry, due - now))
+            for member in self.redis.lrange(keys.OUTBOX_DEAD, 0, -1):
+                entry = json.loads(member)
+                if entry not in self.dead:
+                    self.dead.append(entry)
+
+    def retried(self, receiver: str) -> list[tuple[dict[str, Any], float]]:
+        """(entry, seconds until due when first seen) of a receiver's parked replies."""
+        return [(e, d) for e, d in self.retry if e.get("to") == receiver]
+
+
+def vote(stack: Stack, user: str, option: str = "yes") -> None:
+    """Cast a vote through the running web process."""
+    assert post_live(stack, message_event(user, option, tracking_data="main"))[0] == 200
+
+
+def sends_to(fake: FakeViber, receiver: str) -> int:
+    """send_message requests addressed to a user, answered or not."""
+    return sum(
+        1 for r in fake.requests if r.path == "/send_message" and (r.body or {}).get("receiver") == receiver
+    )
+
+
+def confirmations_to(fake: FakeViber, receiver: str) -> int:
+    """Confirmations a user received."""
+    return sum(1 for m in fake.messages_to(receiver) if "is counted" in m.get("text", ""))
+
+
+def replay_dead(stack: Stack) -> subprocess.CompletedProcess[str]:
+    """`flask --app wsgi replay-dead`, as an operator runs it."""
+    flask = str(Path(sys.executable).parent / "flask")
+    return subprocess.run(
+        [flask, "--app", "wsgi", "replay-dead"],
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.slow
+def test_viber_failures_retried_dead_lettered_replayed_or_dropped(
+    stack: Stack, redis: Redis, fake_viber: FakeViber
+) -> None:
+    """500s, status 12, refused connections retried, dead-lettered and replayed; status 5/6 dropped."""
+    acknowledged: dict[str, str] = {}
+    with ParkedWatcher(redis) as watcher:
+        for user, status in (("gone-5", 5), ("gone-6", 6)):
+            fake_viber.fail_next(1, viber_status=status)
+            vote(stack, user)
+            acknowledged[user] = "yes"
+            wait_until(lambda u=user: sends_to(fake_viber, u) == 1, 10, f"the reply to {user}")
+        dropped_at = time.monotonic()
+
+        fake_viber.fail_next(3, http_status=500)
+        vote(stack, "five-hundreds", "no")
+        acknowledged["five-hundreds"] = "no"
+        wait_until(lambda: confirmations_to(fake_viber, "five-hundreds") == 1, 10, "the retried reply")
+
+        fake_viber.fail_next(1, viber_status=12)
+        vote(stack, "too-many", "abstain")
+        acknowledged["too-many"] = "abstain"
+        wait_until(lambda: confirmations_to(fake_viber, "too-many") == 1, 10, "the reply after status 12")
+
+        fake_viber.stop()
+        vote(stack, "refused", "no")
+        acknowledged["refused"] = "no"
+        wait_until(lambda: redis.zcard(keys.OUTBOX_RETRY) == 1, 10, "the refused reply to be parked")
+        wait_until(lambda: bool(watcher.retried("refused")), 5, "the watcher to see the parked reply")
+        [member] = redis.zrange(keys.OUTBOX_RETRY, 0, -1)
+        assert redis.zrem(keys.OUTBOX_RETRY, member) == 1
+        exhausted = {**json.loads(member), "n": str(len(RETRY_DELAYS_S))}
+        redis.xadd(keys.OUTBOX_STREAM, exhausted)  # as if every later retry had failed too
+        wait_until(lambda: redis.llen(keys.OUTBOX_DEAD) == 1, 10, "the reply to be dead-lettered")
+        fake_viber.start()
+        replayed = replay_dead(stack)
+        wait_until(lambda: confirmations_to(fake_viber, "refused") == 1, 10, "the replayed reply")
+        time.sleep(max(0.0, RETRY_DELAYS_S[0] + 2.5 - (time.monotonic() - dropped_at)))
+        wait_until(lambda: pipeline_idle(redis), 10, "the outbox to empty")
+
+    five_hundreds = watcher.retried("five-hundreds")
+    assert [(e["n"], e["why"]) for e, _ in five_hundreds] == [("1", "http 500")]
+    assert 0.5 < five_hundreds[0][1] <= RETRY_DELAYS_S[0]
+    assert sends_to(fake_viber, "five-hundreds") == 4  # 1 + 2 quick retries, then 1 after the backoff
+    assert [(e["n"], e["why"]) for e, _ in watcher.retried("too-many")] == [("1", "viber status 12")]
+    assert sends_to(fake_viber, "too-many") == 2  # status 12 is not retried at once
+    [(refused, _)] = watcher.retried("refused")
+    assert refused["n"] == "1" and refused["why"].startswith("transport")
+    [dead] = watcher.dead
+    assert (dead["to"], dead["n"]) == ("refused", str(len(RETRY_DELAYS_S) + 1))
+    assert dead["why"].startswith("transport") and dead["r"] == refused["r"]
+    assert replayed.returncode == 0 and "replayed 1 replies" in replayed.stdout, replayed.stderr
+    [replayed_message] = fake_viber.messages_to("refused")
+    assert refused["r"] in replayed_message["text"]
+    for gone in ("gone-5", "gone-6"):
+        assert sends_to(fake_viber, gone) == 1 and fake_viber.messages_to(gone) == []
+        assert watcher.retried(gone) == [] and all(d["to"] != gone for d in watcher.dead)
+    assert redis.llen(keys.OUTBOX_DEAD) == 0
+    assert Counter(m["receiver"] for m in fake_viber.sent_messages()) == Counter(
+        {"five-hundreds": 1, "too-many": 1, "refused": 1}
+    )
+    ledger = assert_ledger_consistent(redis, main_poll(stack), acknowledged)
+    report(
+        "Viber API failures",
+        sent=len(acknowledged),
+        acknowledged=len(acknowledged),
+        counted=sum(ledger.counters.values()),
+        lost=len(acknowledged) - sum(ledger.counters.values()),
+        confirmations_delivered=len(fake_viber.sent_messages()),
+        dropped=2,
+        dead_lettered_then_replayed=1,
+    )

@@ -1,0 +1,91 @@
+"""Viber redelivering a callback (same message token): processed once, whenever the copies arrive."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flask.testing import FlaskClient
+from redis import Redis
+
+from bench.fake_viber import FakeViber
+from bench.stack import Stack
+from tests.conftest import message_event, post_callback, post_live
+from tests.faults.conftest import assert_ledger_consistent, main_poll, pipeline_idle, report, wait_until
+from webhook import keys
+from webhook.polls import PollStatus
+from webhook.runtime import Runtime
+
+
+def deliver_at_once(stack: Stack, payload: dict[str, Any], copies: int) -> list[int]:
+    """POST the same callback from several threads released together; their statuses."""
+    barrier = threading.Barrier(copies)
+
+    def post(_: int) -> int:
+        barrier.wait()
+        return post_live(stack, payload)[0]
+
+    with ThreadPoolExecutor(max_workers=copies) as pool:
+        return list(pool.map(post, range(copies)))
+
+
+def kinds(fake: FakeViber, receiver: str) -> Counter[str]:
+    """What a user was sent: confirmations, "already voted", help, other."""
+    found: Counter[str] = Counter()
+    for message in fake.messages_to(receiver):
+        text = message.get("text", "")
+        if "is counted" in text:
+            found["confirm"] += 1
+        elif "already voted" in text:
+            found["already"] += 1
+        elif "To vote" in text and message.get("keyboard"):
+            found["help"] += 1
+        else:
+            found["other"] += 1
+    return found
+
+
+def test_callback_delivered_five_times_is_processed_once(
+    stack: Stack, redis: Redis, fake_viber: FakeViber
+) -> None:
+    """A vote and a non-vote message, each delivered 5 times (some at once, some after processing)."""
+    ballot = message_event("redelivered-voter", "no", tracking_data="main")
+    chatter = message_event("redelivered-chatter", "hello?", tracking_data="main")
+    statuses = deliver_at_once(stack, ballot, 2) + deliver_at_once(stack, chatter, 3)
+    statuses += [post_live(stack, ballot)[0], post_live(stack, chatter)[0]]
+    fake_viber.wait_for_messages(2)
+    statuses += deliver_at_once(stack, ballot, 2)  # redelivered after the vote was tallied and confirmed
+    wait_until(lambda: redis.xlen(keys.VOTES_STREAM) == 0, 10, "the votes to be tallied")
+    time.sleep(0.5)
+    wait_until(lambda: pipeline_idle(redis), 10, "the outbox to empty")
+
+    assert statuses == [200] * 9
+    assert kinds(fake_viber, "redelivered-voter") == Counter({"confirm": 1})
+    assert kinds(fake_viber, "redelivered-chatter") == Counter({"help": 1})
+    assert len(fake_viber.sent_messages()) == 2
+    ledger = assert_ledger_consistent(redis, main_poll(stack), {"redelivered-voter": "no"})
+    report(
+        "Viber redelivery x5",
+        sent=1,
+        deliveries=5,
+        acknowledged=1,
+        counted=sum(ledger.counters.values()),
+        lost=0,
+        replies=len(fake_viber.sent_messages()),
+    )
+
+
+def test_redelivery_after_close_does_not_contradict_the_confirmation(
+    client: FlaskClient, rt: Runtime, redis: Redis
+) -> None:
+    """A vote accepted just before the poll closed, redelivered after: no "voting has closed" reply."""
+    ballot = message_event("just-in-time", "yes", tracking_data="main")
+    assert post_callback(client, ballot).status_code == 200
+    rt.ballot_box.set_status(rt.polls.get("main"), PollStatus.CLOSED)
+    assert post_callback(client, ballot).status_code == 200
+    assert redis.xlen(keys.VOTES_STREAM) == 1
+    queued = [fields[b"k"] for _, fields in redis.xrange(keys.OUTBOX_STREAM)]
+    assert b"closed" not in queued
