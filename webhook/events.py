@@ -11,6 +11,7 @@ from webhook.errors import BadCallback
 MAX_ID_CHARS = 128
 MAX_LANGUAGE_CHARS = 16
 DEFAULT_LANGUAGE = "en"
+MAX_UINT64 = 2**64 - 1
 
 
 class EventType(StrEnum):
@@ -157,10 +158,10 @@ def _object(payload: dict, key: str) -> dict:
 
 
 def _int(payload: dict, key: str) -> int:
-    """A required non-negative integer field."""
+    """A required integer field that fits 64 bits unsigned (Viber's timestamps and tokens)."""
     value = payload.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise BadCallback(f"'{key}' is missing or not a non-negative integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_UINT64:
+        raise BadCallback(f"'{key}' is missing or not a non-negative 64-bit integer")
     return value
 
 
