@@ -33,7 +33,7 @@ from webhook.ledger import recount
 from webhook.polls import Poll, load_polls
 from webhook.runtime import Runtime
 from workers import tally
-from workers.context import ensure_group, read_batch
+from workers.context import StreamReader, ensure_group
 
 RECEIPT = re.compile(r"\b[0-9A-HJKMNP-TV-Z]{5}-[0-9A-HJKMNP-TV-Z]{5}\b")
 """A receipt code: two groups of five Crockford base32 characters."""
@@ -201,10 +201,12 @@ def test_tally_batch_applied_twice_changes_nothing(rt: Runtime, redis: Redis) ->
         )
         assert outcome is CastOutcome.ACCEPTED
     ensure_group(redis, keys.VOTES_STREAM, keys.TALLY_GROUP)
-    stalled = read_batch(
-        redis, keys.VOTES_STREAM, keys.TALLY_GROUP, "worker-a", count=500, stale_ms=tally.STALE_MS
-    )
-    taken_over = read_batch(redis, keys.VOTES_STREAM, keys.TALLY_GROUP, "worker-b", count=500, stale_ms=0)
+
+    def reader(consumer: str, stale_ms: int) -> StreamReader:
+        return StreamReader(redis, keys.VOTES_STREAM, keys.TALLY_GROUP, consumer, stale_ms, keys.KICK_TALLY)
+
+    stalled = reader("worker-a", tally.STALE_MS).read(500)
+    taken_over = reader("worker-b", 0).read(500)
     assert len(stalled) == 30
     assert [e[0] for e in taken_over] == [e[0] for e in stalled]
 

@@ -7,11 +7,11 @@ import json
 import logging
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from webhook import keys, messages
 from webhook.identity import parse_receipt
-from webhook.kick import KICK_TTL_MS, Stage, kick
+from webhook.kick import Stage, kick
 from webhook.ledger import receipt_counted
 from webhook.outbox import ReplyKind
 from webhook.polls import Poll
@@ -19,9 +19,10 @@ from webhook.runtime import Runtime
 from webhook.viber_client import SendResult, SendStatus, ViberClient
 from workers.context import (
     SEND_CONCURRENCY,
+    Entry,
+    StreamReader,
     consumer_name,
     ensure_group,
-    read_batch,
     viber_client,
     worker_runtime,
 )
@@ -33,53 +34,64 @@ STALE_MS = 120_000
 """A reply read by a sender that has not finished it within this time (ms) is taken over;
 longer than one send can take with its timeouts and quick retries."""
 DRAIN_BUDGET_S = 20.0
+IDLE_S = 1.0
+"""A drain job waits this long for more replies before it ends (seconds)."""
+SETTLE_EVERY_S = 0.05
+"""Finished sends are acknowledged together at most this often (seconds)."""
 RETRY_DELAYS_S = (2, 10, 60, 300, 900, 1800)
 """Wait before each further attempt (seconds); after the last, the reply is dead-lettered."""
 
-Entry = tuple[bytes, dict[bytes, bytes]]
-
 
 def drain_outbox() -> Counter[str]:
-    """RQ job: send every queued reply; returns how many ended each way."""
-    return drain(worker_runtime(), viber_client(), consumer_name())
+    """RQ job: send queued replies while they keep coming; returns how many ended each way."""
+    return drain(worker_runtime(), viber_client(), consumer_name(), idle_s=IDLE_S)
 
 
 def drain(
-    rt: Runtime, client: ViberClient, consumer: str, *, budget_s: float = DRAIN_BUDGET_S
+    rt: Runtime,
+    client: ViberClient,
+    consumer: str,
+    *,
+    budget_s: float = DRAIN_BUDGET_S,
+    idle_s: float = 0.0,
 ) -> Counter[str]:
-    """Send queued replies until none is left (or the time budget is spent)."""
+    """Keep SEND_CONCURRENCY replies in flight until none has come for idle_s (or the budget is spent)."""
     redis = rt.redis
     ensure_group(redis, keys.OUTBOX_STREAM, keys.SEND_GROUP)
+    reader = StreamReader(redis, keys.OUTBOX_STREAM, keys.SEND_GROUP, consumer, STALE_MS, keys.KICK_SEND)
     deadline = time.monotonic() + budget_s
+    in_flight: dict[Future[SendResult], Entry] = {}
     totals: Counter[str] = Counter()
     while True:
-        entries = _read(rt, consumer)
-        if not entries:
-            redis.delete(keys.KICK_SEND)
-            entries = _read(rt, consumer)
-            if not entries:
-                return totals
-        totals.update(send_batch(rt, client, entries))
-        if time.monotonic() > deadline:
-            redis.set(keys.KICK_SEND, "1", px=KICK_TTL_MS)
-            kick(Stage.SEND, connection=redis)
-            return totals
+        room = SEND_CONCURRENCY - len(in_flight)
+        if room > 0 and time.monotonic() < deadline:
+            reader.hold_kick()
+            block_ms = (int(idle_s * 1000) or None) if not in_flight else None
+            entries = reader.read(min(room, BATCH_SIZE), block_ms=block_ms)
+            if not entries and not in_flight:
+                reader.release_kick()
+                entries = reader.read(BATCH_SIZE)
+                if not entries:
+                    return totals
+            for entry in entries:
+                in_flight[_pool().submit(_send_one, rt, client, entry[1])] = entry
+        if not in_flight:
+            break
+        timeout = SETTLE_EVERY_S if room > 0 and time.monotonic() < deadline else None
+        done, _ = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+        if done:
+            totals.update(settle(rt, [(in_flight.pop(f), f.result()) for f in done]))
+    reader.hold_kick()
+    kick(Stage.SEND, connection=redis)
+    return totals
 
 
-def _read(rt: Runtime, consumer: str) -> list[Entry]:
-    """The next batch of replies for this consumer."""
-    return read_batch(
-        rt.redis, keys.OUTBOX_STREAM, keys.SEND_GROUP, consumer, count=BATCH_SIZE, stale_ms=STALE_MS
-    )
-
-
-def send_batch(rt: Runtime, client: ViberClient, entries: list[Entry]) -> Counter[str]:
-    """Send a batch concurrently, then settle every entry in one transaction."""
-    results = list(_pool().map(lambda e: _send_one(rt, client, e[1]), entries))
+def settle(rt: Runtime, finished: list[tuple[Entry, SendResult]]) -> Counter[str]:
+    """Acknowledge finished sends in one transaction, parking retries and dead letters."""
     now = time.time()
     outcomes: Counter[str] = Counter()
     pipe = rt.redis.pipeline(transaction=True)
-    for (entry_id, fields), result in zip(entries, results, strict=True):
+    for (entry_id, fields), result in finished:
         status = _settle(pipe, entry_id, fields, result, now)
         outcomes[status.value] += 1
         pipe.xack(keys.OUTBOX_STREAM, keys.SEND_GROUP, entry_id)

@@ -11,7 +11,7 @@ from webhook.identity import receipt_code
 from webhook.kick import KICK_TTL_MS, Stage, kick
 from webhook.ledger import pack_ballot
 from webhook.runtime import Runtime
-from workers.context import consumer_name, ensure_group, read_batch, worker_runtime
+from workers.context import StreamReader, consumer_name, ensure_group, worker_runtime
 
 log = logging.getLogger(__name__)
 
@@ -21,38 +21,45 @@ STALE_MS = 30_000
 """A vote read by a consumer that has not finished it within this time (ms) is taken over."""
 DRAIN_BUDGET_S = 20.0
 """A drain job hands over to a fresh job after this long (seconds), so none runs forever."""
+IDLE_S = 1.0
+"""A drain job waits this long for more votes before it ends (seconds): one job per burst."""
+GATHER_S = 0.02
+"""After a partial batch, wait this long so the next batch gathers more votes (group commit)."""
 
 
 def drain_votes() -> int:
-    """RQ job: tally every queued vote; returns how many were counted."""
-    return drain(worker_runtime(), consumer_name())
+    """RQ job: tally queued votes while they keep coming; returns how many were counted."""
+    return drain(worker_runtime(), consumer_name(), idle_s=IDLE_S, gather_s=GATHER_S)
 
 
-def drain(rt: Runtime, consumer: str, *, budget_s: float = DRAIN_BUDGET_S) -> int:
-    """Tally queued votes until none is left (or the time budget is spent)."""
+def drain(
+    rt: Runtime,
+    consumer: str,
+    *,
+    budget_s: float = DRAIN_BUDGET_S,
+    idle_s: float = 0.0,
+    gather_s: float = 0.0,
+) -> int:
+    """Tally queued votes until none has come for idle_s (or the time budget is spent)."""
     redis = rt.redis
     ensure_group(redis, keys.VOTES_STREAM, keys.TALLY_GROUP)
+    reader = StreamReader(redis, keys.VOTES_STREAM, keys.TALLY_GROUP, consumer, STALE_MS, keys.KICK_TALLY)
     deadline = time.monotonic() + budget_s
     counted = 0
-    while True:
-        entries = _read(rt, consumer)
+    while time.monotonic() < deadline:
+        reader.hold_kick()
+        entries = reader.read(BATCH_SIZE, block_ms=int(idle_s * 1000) or None)
         if not entries:
-            redis.delete(keys.KICK_TALLY)
-            entries = _read(rt, consumer)
+            reader.release_kick()
+            entries = reader.read(BATCH_SIZE)
             if not entries:
                 return counted
         counted += apply_batch(rt, entries)
-        if time.monotonic() > deadline:
-            redis.set(keys.KICK_TALLY, "1", px=KICK_TTL_MS)
-            kick(Stage.TALLY, connection=redis)
-            return counted
-
-
-def _read(rt: Runtime, consumer: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
-    """The next batch of votes for this consumer."""
-    return read_batch(
-        rt.redis, keys.VOTES_STREAM, keys.TALLY_GROUP, consumer, count=BATCH_SIZE, stale_ms=STALE_MS
-    )
+        if len(entries) < BATCH_SIZE and gather_s:
+            time.sleep(gather_s)
+    reader.hold_kick()
+    kick(Stage.TALLY, connection=redis)
+    return counted
 
 
 def apply_batch(rt: Runtime, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> int:
