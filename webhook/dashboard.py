@@ -33,10 +33,11 @@ from flask import (
     session,
     url_for,
 )
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from rq import Queue, Worker
+from werkzeug.wrappers import Request
 
 from webhook import audit_log, keys, metrics
 from webhook.http_errors import error_response
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
 SESSION_KEY_MESSAGE = b"viber-vote dashboard session v1"
+SESSION_PATH = "/dashboard"
 SESSION_LIFETIME = timedelta(hours=12)
 """A login lasts this long from the login, however active; the signed cookie's age is checked."""
 INSECURE_COOKIE_ENV = "DASHBOARD_INSECURE_COOKIE"
@@ -82,6 +84,12 @@ SECURITY_HEADERS = {
 class OperatorSessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, Secure unless testing or explicitly allowed over http."""
 
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        """A session only under /dashboard: the webhook and the public page never pay for one."""
+        if not request.path.startswith(SESSION_PATH):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
     def get_cookie_secure(self, app: Flask) -> bool:
         """Whether the cookie gets the Secure flag."""
         if app.testing or os.environ.get(INSECURE_COOKIE_ENV) == "1":
@@ -102,7 +110,7 @@ def init_app(app: Flask, operator_token: str) -> None:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SECURE=True,
         SESSION_COOKIE_SAMESITE="Strict",
-        SESSION_COOKIE_PATH="/dashboard",
+        SESSION_COOKIE_PATH=SESSION_PATH,
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
         SESSION_REFRESH_EACH_REQUEST=False,
     )

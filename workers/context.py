@@ -16,7 +16,7 @@ from webhook.kick import KICK_TTL_MS
 from webhook.runtime import Runtime
 from webhook.viber_client import ViberClient
 
-SEND_CONCURRENCY = 64
+SEND_CONCURRENCY = 128
 """Confirmations in flight at once per sender worker (Viber answers in ~100 ms)."""
 
 

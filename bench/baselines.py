@@ -1,0 +1,132 @@
+"""The apps the benchmark measures the service against, each run under the same gunicorn settings.
+
+- floor_app: the framework floor, a Flask endpoint that answers 200 and does nothing else;
+  `gunicorn bench.baselines:floor_app`.
+- create_naive_app(): the naive design, one RQ job per vote (`naive_count_vote`) run by RQ's
+  default forking worker; `gunicorn 'bench.baselines:create_naive_app()'` and
+  `rq worker naive -c bench.baselines` (the -c import preloads this module, so a forked
+  work horse does not import Flask and the service again for every job).
+- create_sync_reply_app(): viberbot's sample-bot style, the reply POSTed to Viber inside the
+  webhook request before answering; `gunicorn 'bench.baselines:create_sync_reply_app()'`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from rq import Queue, get_current_job
+
+from webhook import keys, signature
+from webhook.config import Config
+from webhook.errors import BadCallback
+from webhook.events import MessageEvent, parse_callback
+from webhook.identity import IdentityKind, receipt_code, voter_key
+from webhook.ledger import pack_ballot
+from webhook.polls import PollBook, load_polls
+from webhook.runtime import connect
+from webhook.viber_client import ViberClient
+
+NAIVE_QUEUE = "naive"
+NAIVE_JOB = "bench.baselines.naive_count_vote"
+SYNC_REPLY = "Thank you: your vote ({option}) is counted.\nYour receipt code: {receipt}"
+SYNC_POOL_SIZE = 8
+"""Keep-alive connections to Viber per web process (a sync worker uses one at a time)."""
+
+floor_app = Flask(__name__)
+
+
+@floor_app.post("/viber/webhook")
+def floor_webhook() -> tuple[str, int, dict[str, str]]:
+    """Answer 200 without reading the callback: what Flask and gunicorn cost by themselves."""
+    return "{}", 200, {"Content-Type": "application/json"}
+
+
+@floor_app.get("/healthz")
+def floor_healthz() -> tuple[str, int]:
+    """The process is up."""
+    return "ok", 200
+
+
+def naive_count_vote(poll_id: str, voter_hex: str, option_index: int, option_id: str, at: int) -> bool:
+    """RQ job: store one ballot unless the voter has one (HSETNX) and count it (HINCRBY)."""
+    redis = get_current_job().connection
+    voter = bytes.fromhex(voter_hex)
+    stored = redis.hsetnx(keys.ballots(poll_id, voter), keys.field(voter), pack_ballot(option_index, at))
+    if stored:
+        redis.hincrby(keys.counts(poll_id), option_id, 1)
+    return bool(stored)
+
+
+def create_naive_app(environ: Mapping[str, str] | None = None) -> Flask:
+    """The naive design: verify and parse like the service, then enqueue one RQ job per vote."""
+    config = Config.from_environ(environ)
+    polls = load_polls(config.poll_file)
+    queue = Queue(NAIVE_QUEUE, connection=connect(config.redis_url))
+    app = Flask(__name__)
+
+    @app.post("/viber/webhook")
+    def naive_webhook() -> Any:
+        """Enqueue the vote a message names."""
+        vote = _read_vote(config, polls)
+        if isinstance(vote, Response):
+            return vote
+        if vote is not None:
+            event, poll_id, option_index, option_id = vote
+            voter = voter_key(config.voter_id_secret, IdentityKind.VIBER, event.sender.id)
+            queue.enqueue(NAIVE_JOB, poll_id, voter.hex(), option_index, option_id, int(time.time()))
+        return jsonify({})
+
+    app.add_url_rule("/healthz", "healthz", floor_healthz)
+    return app
+
+
+def create_sync_reply_app(environ: Mapping[str, str] | None = None) -> Flask:
+    """viberbot's sample-bot style: send the reply to Viber inside the request, then answer."""
+    config = Config.from_environ(environ)
+    polls = load_polls(config.poll_file)
+    client = ViberClient(config.viber_api_url, config.viber_auth_token, pool_size=SYNC_POOL_SIZE)
+    app = Flask(__name__)
+
+    @app.post("/viber/webhook")
+    def sync_webhook() -> Any:
+        """Reply to the voter synchronously (one Viber API round trip per callback)."""
+        vote = _read_vote(config, polls)
+        if isinstance(vote, Response):
+            return vote
+        if vote is not None:
+            event, poll_id, _, option_id = vote
+            voter = voter_key(config.voter_id_secret, IdentityKind.VIBER, event.sender.id)
+            client.send_message(
+                {
+                    "receiver": event.sender.id,
+                    "sender": {"name": config.bot_name},
+                    "type": "text",
+                    "text": SYNC_REPLY.format(option=option_id, receipt=receipt_code(voter)),
+                    "tracking_data": poll_id,
+                }
+            )
+        return jsonify({})
+
+    app.add_url_rule("/healthz", "healthz", floor_healthz)
+    return app
+
+
+def _read_vote(config: Config, polls: PollBook) -> Response | tuple[MessageEvent, str, int, str] | None:
+    """Verify and parse the callback: an error response, the vote it carries, or None."""
+    body = request.get_data(cache=False)
+    if not signature.is_valid(config.viber_auth_token, body, request.headers.get(signature.HEADER)):
+        return Response('{"error": "missing or wrong signature"}', 403, mimetype="application/json")
+    try:
+        event = parse_callback(body)
+    except BadCallback:
+        return Response('{"error": "bad callback"}', 400, mimetype="application/json")
+    if not isinstance(event, MessageEvent) or event.text is None:
+        return None
+    poll = polls.find(event.tracking_data) or polls.current(time.time())
+    index = poll.option_index(event.text)
+    if index is None:
+        return None
+    return event, poll.id, index, poll.options[index].id
