@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 import urllib3
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, MaxRetryError
 from urllib3.util import Retry, Timeout
 
 from webhook.errors import ViberApiError
@@ -52,7 +52,9 @@ class SendResult:
 class ViberClient:
     """Calls Viber's REST API; thread-safe, one connection pool per process."""
 
-    def __init__(self, api_url: str, auth_token: str, *, pool_size: int = 32) -> None:
+    def __init__(
+        self, api_url: str, auth_token: str, *, pool_size: int = 32, read_timeout_s: float = READ_TIMEOUT_S
+    ) -> None:
         """Prepare a keep-alive pool for the API's host."""
         self.api_url = api_url.rstrip("/")
         self._headers = {"X-Viber-Auth-Token": auth_token, "Content-Type": "application/json"}
@@ -70,7 +72,7 @@ class ViberClient:
             maxsize=pool_size,
             block=True,
             retries=retry,
-            timeout=Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
+            timeout=Timeout(connect=CONNECT_TIMEOUT_S, read=read_timeout_s),
         )
 
     def send_message(self, payload: dict[str, Any]) -> SendResult:
@@ -78,7 +80,8 @@ class ViberClient:
         try:
             answer, http_status = self._post("send_message", payload)
         except HTTPError as exc:
-            return SendResult(SendStatus.RETRY, f"transport: {type(exc).__name__}")
+            cause = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
+            return SendResult(SendStatus.RETRY, f"transport: {type(cause).__name__}")
         if http_status in RETRYABLE_HTTP:
             return SendResult(SendStatus.RETRY, f"http {http_status}")
         if http_status != 200 or answer is None:

@@ -1,0 +1,106 @@
+"""A flooded chat, Viber timing out, and what a run leaves in Redis and in the logs."""
+
+from __future__ import annotations
+
+import time
+
+from redis import Redis
+
+from bench.fake_viber import FakeViber
+from bench.stack import Stack
+from tests.conftest import (
+    BOT_TOKEN,
+    OPERATOR_TOKEN,
+    VOTER_ID_SECRET,
+    message_event,
+    post_callback,
+    post_live,
+)
+from tests.faults.conftest import pipeline_idle, wait_until
+from webhook import keys
+from webhook.runtime import Runtime
+from webhook.viber_client import ViberClient
+from workers import sender, tally
+
+
+def outbox_receivers(redis: Redis) -> list[str]:
+    """Receivers of the replies waiting in the outbox."""
+    return [fields[b"to"].decode() for _, fields in redis.xrange(keys.OUTBOX_STREAM)]
+
+
+def test_flooding_one_chat_cannot_crowd_out_others(client, rt: Runtime, redis: Redis, fake_viber: FakeViber):
+    """200 texts from one voter queue at most REPLY_RATE_LIMIT replies; another voter is served at once."""
+    for _ in range(200):
+        assert post_callback(client, message_event("flooder", "hello?")).status_code == 200
+    assert outbox_receivers(redis).count("flooder") == rt.config.reply_rate_limit
+    assert int(redis.hget(keys.STATS, "reply_limited")) == 200 - rt.config.reply_rate_limit
+    assert post_callback(client, message_event("neighbour", "yes")).status_code == 200
+    assert tally.drain(rt, "t") == 1
+    viber = ViberClient(rt.config.viber_api_url, rt.config.viber_auth_token)
+    sender.drain(rt, viber, "t")
+    assert "is counted" in fake_viber.messages_to("neighbour")[0]["text"]
+    assert len(fake_viber.messages_to("flooder")) == rt.config.reply_rate_limit
+
+
+def test_viber_timing_out_is_retried_later_and_the_vote_stays_counted(
+    client, rt: Runtime, redis: Redis, fake_viber: FakeViber
+):
+    """Three answers slower than the read timeout park the confirmation; it goes out on the retry."""
+    viber = ViberClient(rt.config.viber_api_url, rt.config.viber_auth_token, read_timeout_s=0.3)
+    fake_viber.fail_next(3, http_status=200, delay_s=1.0)
+    assert post_callback(client, message_event("slow-api", "no")).status_code == 200
+    assert tally.drain(rt, "t") == 1
+    assert sender.drain(rt, viber, "t") == {"retry": 1}
+    [(parked, _)] = redis.zrange(keys.OUTBOX_RETRY, 0, -1, withscores=True)
+    assert b"Timeout" in parked and b'"n": "1"' in parked
+    assert rt.ballot_box.counts(rt.polls.get("main"))["no"] == 1
+    assert rt.outbox.move_due_retries(now=time.time() + sender.RETRY_DELAYS_S[0]) == 1
+    assert sender.drain(rt, viber, "t") == {"sent": 1}
+    assert redis.zcard(keys.OUTBOX_RETRY) == 0
+    assert rt.ballot_box.counts(rt.polls.get("main")) == {"yes": 0, "no": 1, "abstain": 0}
+
+
+def redis_dump(redis: Redis) -> bytes:
+    """Every key with every value it holds, as bytes."""
+    dump = []
+    for key in redis.scan_iter(count=1000):
+        kind = redis.type(key)
+        if kind == b"string":
+            value = repr(redis.get(key))
+        elif kind == b"hash":
+            value = repr(redis.hgetall(key))
+        elif kind == b"list":
+            value = repr(redis.lrange(key, 0, -1))
+        elif kind == b"set":
+            value = repr(redis.smembers(key))
+        elif kind == b"zset":
+            value = repr(redis.zrange(key, 0, -1, withscores=True))
+        elif kind == b"stream":
+            value = repr(redis.xrange(key))
+        else:
+            value = repr(redis.dump(key))
+        dump.append(key + b" " + value.encode())
+    return b"\n".join(dump)
+
+
+def test_no_id_phone_or_token_in_redis_or_logs(stack: Stack, redis: Redis, fake_viber: FakeViber):
+    """After votes, a phone verification, a bad signature and replies: only keyed hashes remain."""
+    voters = [f"privacy-voter-{i:03d}" for i in range(20)]
+    for voter in voters:
+        assert post_live(stack, message_event(voter, "yes"))[0] == 200
+    assert post_live(stack, message_event(voters[0], "no"))[0] == 200
+    phone_user, phone = "privacy-phone-user", "+375291234567"
+    assert post_live(stack, message_event(phone_user, "yes", tracking_data="phone"))[0] == 200
+    contact = message_event(phone_user, "", tracking_data="phone")
+    contact["message"] = {"type": "contact", "contact": {"phone_number": phone}, "tracking_data": "phone"}
+    assert post_live(stack, contact)[0] == 200
+    assert post_live(stack, message_event(phone_user, "yes", tracking_data="phone"))[0] == 200
+    fake_viber.wait_for_messages(len(voters) + 4, timeout_s=20)
+    wait_until(lambda: pipeline_idle(redis), 20, "the pipeline to drain")
+
+    everything = redis_dump(redis) + b"\n".join(p.read_bytes() for p in stack.log_dir.glob("*.log"))
+    assert b"privacy-voter" in b"".join(str(m).encode() for m in fake_viber.sent_messages())
+    secrets = [*voters, phone_user, phone, phone[1:], BOT_TOKEN, OPERATOR_TOKEN, VOTER_ID_SECRET]
+    leaked = [s for s in secrets if s.encode() in everything]
+    assert leaked == [], f"found in Redis or logs: {leaked}"
+    assert redis.hgetall(keys.counts("phone")) == {b"yes": b"1"}
