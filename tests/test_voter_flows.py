@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
 
-from tests.conftest import conversation_started, message_event, post_callback
+from tests.conftest import conversation_started, message_event, post_callback, post_live
 from webhook.polls import PollStatus
 from webhook.viber_client import ViberClient
 from workers import sender, tally
@@ -181,3 +182,29 @@ def test_receipt_check_found_and_not_found(chat):
     assert "is not in the count" in only_text(voter.send(f"check {other}"))
     assert "not a receipt code" in only_text(voter.send("check banana"))
     assert "в подсчёте" in only_text(chat("receipt-ru", language="ru").send(f"проверить {receipt.lower()}"))
+
+
+def test_phone_and_receipt_conversation_against_the_running_service(stack, fake_viber, redis):
+    """The same flows through gunicorn and the Procfile's workers: phone, vote, receipt check, results."""
+    user = "live-phone-voter"
+
+    def say(text: str = "", **message: Any) -> dict[str, Any]:
+        seen = len(fake_viber.messages_to(user))
+        event = message_event(user, text, language="be", tracking_data="phone")
+        if message:
+            event["message"] = {"tracking_data": "phone", **message}
+        assert post_live(stack, event)[0] == 200
+        deadline = time.monotonic() + 10
+        while len(fake_viber.messages_to(user)) <= seen:
+            assert time.monotonic() < deadline, f"no reply to {text or message}"
+            time.sleep(0.05)
+        return fake_viber.messages_to(user)[seen]
+
+    assert say("так")["keyboard"]["Buttons"][0]["ActionType"] == "share-phone"
+    assert "пацверджаны" in say(type="contact", contact={"phone_number": "+375 33 765 43 21"})["text"]
+    confirmation = say("так")["text"]
+    assert "улічаны" in confirmation
+    receipt = RECEIPT.search(confirmation).group(1)
+    assert f"Квітанцыя {receipt} улічана ў падліку" in say(f"праверыць {receipt}")["text"]
+    assert "Бягучыя вынікі" in say("вынікі")["text"]
+    assert redis.hgetall("vv:poll:phone:counts") == {b"yes": b"1"}

@@ -67,8 +67,9 @@ class ViberClient:
             respect_retry_after_header=True,
             backoff_max=2.0,
         )
-        self._http = urllib3.PoolManager(
-            num_pools=4,
+        self._base_path = urllib3.util.parse_url(self.api_url).path or ""
+        self._http = urllib3.connection_from_url(
+            self.api_url,
             maxsize=pool_size,
             block=True,
             retries=retry,
@@ -109,8 +110,8 @@ class ViberClient:
 
     def _post(self, method: str, body: dict[str, Any]) -> tuple[dict[str, Any] | None, int]:
         """POST JSON to an API method; return the decoded answer (None if not JSON) and HTTP status."""
-        response = self._http.request(
-            "POST", f"{self.api_url}/{method}", body=json.dumps(body).encode(), headers=self._headers
+        response = self._http.urlopen(
+            "POST", f"{self._base_path}/{method}", body=json.dumps(body).encode(), headers=self._headers
         )
         try:
             answer = json.loads(response.data)
