@@ -143,6 +143,7 @@ def main() -> int:
     for key, value in local_secrets(VAR / "local.env").items():
         env.setdefault(key, value)
     env.setdefault("PORT", "8000")
+    env.setdefault("DASHBOARD_INSECURE_COOKIE", "1")  # the local run serves plain http
     base_url = f"http://127.0.0.1:{env['PORT']}"
     with ExitStack() as stack:
         if not env.get("REDIS_URL"):
@@ -164,6 +165,7 @@ def main() -> int:
         except KeyboardInterrupt:
             return 130
         print(f"\nwebhook: {base_url}/viber/webhook   results: {base_url}/api/results")
+        print(f"dashboard: {base_url}/dashboard   public page: {base_url}/")
         print(f"operator token (var/local.env): {env['OPERATOR_TOKEN']}")
         if fake is not None:
             simulate_vote(base_url, DEMO_TOKEN, fake, env["OPERATOR_TOKEN"])
