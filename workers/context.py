@@ -16,7 +16,7 @@ from webhook.kick import KICK_TTL_MS
 from webhook.runtime import Runtime
 from webhook.viber_client import ViberClient
 
-SEND_CONCURRENCY = 128
+SEND_CONCURRENCY = 256
 """Confirmations in flight at once per sender worker (Viber answers in ~100 ms)."""
 
 

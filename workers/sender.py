@@ -7,7 +7,8 @@ import json
 import logging
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
+from queue import Empty, SimpleQueue
 
 from webhook import keys, messages
 from webhook.identity import parse_receipt
@@ -36,8 +37,12 @@ longer than one send can take with its timeouts and quick retries."""
 DRAIN_BUDGET_S = 20.0
 IDLE_S = 1.0
 """A drain job waits this long for more replies before it ends (seconds)."""
-SETTLE_EVERY_S = 0.05
-"""Finished sends are acknowledged together at most this often (seconds)."""
+SETTLE_EVERY_S = 0.02
+"""Finished sends are acknowledged together, about this often at most (seconds)."""
+REFILL_AT = SEND_CONCURRENCY // 4
+"""Read more replies once this many sends have finished (fewer Redis round trips)."""
+HOLD_EVERY_S = 0.5
+"""How often a running drain renews its kick flag (well within KICK_TTL_MS)."""
 RETRY_DELAYS_S = (2, 10, 60, 300, 900, 1800)
 """Wait before each further attempt (seconds); after the last, the reply is dead-lettered."""
 
@@ -61,11 +66,16 @@ def drain(
     reader = StreamReader(redis, keys.OUTBOX_STREAM, keys.SEND_GROUP, consumer, STALE_MS, keys.KICK_SEND)
     deadline = time.monotonic() + budget_s
     in_flight: dict[Future[SendResult], Entry] = {}
+    completed: SimpleQueue[Future[SendResult]] = SimpleQueue()
     totals: Counter[str] = Counter()
+    hold_again_at = 0.0
     while True:
         room = SEND_CONCURRENCY - len(in_flight)
-        if room > 0 and time.monotonic() < deadline:
-            reader.hold_kick()
+        accepting = time.monotonic() < deadline
+        if accepting and (room >= REFILL_AT or not in_flight):
+            if time.monotonic() >= hold_again_at:
+                reader.hold_kick()
+                hold_again_at = time.monotonic() + HOLD_EVERY_S
             block_ms = (int(idle_s * 1000) or None) if not in_flight else None
             entries = reader.read(min(room, BATCH_SIZE), block_ms=block_ms)
             if not entries and not in_flight:
@@ -74,16 +84,31 @@ def drain(
                 if not entries:
                     return totals
             for entry in entries:
-                in_flight[_pool().submit(_send_one, rt, client, entry[1])] = entry
+                future = _pool().submit(_send_one, rt, client, entry[1])
+                in_flight[future] = entry
+                future.add_done_callback(completed.put)
         if not in_flight:
             break
-        timeout = SETTLE_EVERY_S if room > 0 and time.monotonic() < deadline else None
-        done, _ = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
-        if done:
-            totals.update(settle(rt, [(in_flight.pop(f), f.result()) for f in done]))
+        finished = _collect(completed, min(len(in_flight), REFILL_AT), SETTLE_EVERY_S)
+        if finished:
+            totals.update(settle(rt, [(in_flight.pop(f), f.result()) for f in finished]))
     reader.hold_kick()
     kick(Stage.SEND, connection=redis)
     return totals
+
+
+def _collect(
+    completed: SimpleQueue[Future[SendResult]], most: int, window_s: float
+) -> list[Future[SendResult]]:
+    """Sends that finish within a window, up to `most` (enough to refill), to settle together."""
+    finished: list[Future[SendResult]] = []
+    until = time.monotonic() + window_s
+    while len(finished) < most:
+        try:
+            finished.append(completed.get(timeout=max(0.0, until - time.monotonic())))
+        except Empty:
+            break
+    return finished
 
 
 def settle(rt: Runtime, finished: list[tuple[Entry, SendResult]]) -> Counter[str]:
