@@ -128,10 +128,10 @@ def mount_rq_dashboard(app: Flask) -> None:
     setup_rq_connection(app)
     app.register_blueprint(rq_blueprint, url_prefix="/dashboard/rq")
 
-    @app.before_request
+    # Scoped to rq-dashboard's blueprint (Flask keys these lists by blueprint name), so the
+    # webhook and every other route do not run them. rq_blueprint is shared by every app, so
+    # the hooks are attached to this app rather than to the blueprint object.
     def _guard_rq_dashboard() -> Any:
-        if request.blueprint != rq_blueprint.name:
-            return None
         if _bearer_ok():
             return None
         if not operator_name():
@@ -147,13 +147,14 @@ def mount_rq_dashboard(app: Flask) -> None:
             return error_response(405, "requeue with POST")
         return None
 
-    @app.after_request
     def _rq_dashboard_headers(response: Response) -> Response:
-        if request.blueprint == rq_blueprint.name:
-            response.headers["X-Frame-Options"] = "DENY"
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+    app.before_request_funcs.setdefault(rq_blueprint.name, []).append(_guard_rq_dashboard)
+    app.after_request_funcs.setdefault(rq_blueprint.name, []).append(_rq_dashboard_headers)
 
 
 def runtime_of(app: Flask) -> Runtime:
