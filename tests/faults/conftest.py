@@ -86,35 +86,51 @@ def pending_of(redis: Redis) -> int:
         return 0
 
 
-class Supervisor:
-    """Restarts any stack process that exits, as a PaaS or systemd would; records which."""
+class PollingThread:
+    """A background thread that calls poll() every interval_s, from __enter__ to __exit__."""
 
-    def __init__(self, stack: Stack, interval_s: float = 0.2) -> None:
-        """Watch a running stack (from __enter__ to __exit__)."""
-        self.stack = stack
+    def __init__(self, interval_s: float) -> None:
+        """Prepare, without starting."""
         self.interval_s = interval_s
-        self.restarted: list[str] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Supervisor:
-        """Start watching."""
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        """Start polling."""
         self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        """Stop watching."""
+        """Stop polling."""
         self._stop.set()
         self._thread.join()
 
-    def _watch(self) -> None:
-        """Restart exited processes until stopped."""
+    def _run(self) -> None:
+        """Poll until stopped."""
         while not self._stop.wait(self.interval_s):
-            for name, processes in list(self.stack.processes.items()):
-                for index, process in enumerate(list(processes)):
-                    if process.poll() is not None:
-                        self.stack.restart(name, index)
-                        self.restarted.append(name)
+            self.poll()
+
+    def poll(self) -> None:
+        """One look; subclasses say at what."""
+        raise NotImplementedError
+
+
+class Supervisor(PollingThread):
+    """Restarts any stack process that exits, as a PaaS or systemd would; records which."""
+
+    def __init__(self, stack: Stack, interval_s: float = 0.2) -> None:
+        """Watch a running stack (from __enter__ to __exit__)."""
+        super().__init__(interval_s)
+        self.stack = stack
+        self.restarted: list[str] = []
+
+    def poll(self) -> None:
+        """Restart exited processes."""
+        for name, processes in list(self.stack.processes.items()):
+            for index, process in enumerate(list(processes)):
+                if process.poll() is not None:
+                    self.stack.restart(name, index)
+                    self.restarted.append(name)
 
 
 def assert_ledger_consistent(redis: Redis, poll: Poll, acknowledged: dict[str, str]) -> Recount:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,6 +17,7 @@ from bench.fake_viber import FakeViber
 from bench.stack import ROOT, Stack
 from tests.conftest import message_event, post_live
 from tests.faults.conftest import (
+    PollingThread,
     assert_ledger_consistent,
     main_poll,
     pipeline_idle,
@@ -28,39 +28,27 @@ from webhook import keys
 from workers.sender import RETRY_DELAYS_S
 
 
-class ParkedWatcher:
+class ParkedWatcher(PollingThread):
     """Records every reply seen in the retry zset or the dead list (polled every 5 ms)."""
 
     def __init__(self, redis: Redis) -> None:
         """Watch this Redis from __enter__ to __exit__."""
+        super().__init__(0.005)
         self.redis = redis
         self.retry: list[tuple[dict[str, Any], float]] = []
         self.dead: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def __enter__(self) -> ParkedWatcher:
-        """Start watching."""
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Stop watching."""
-        self._stop.set()
-        self._thread.join()
-
-    def _watch(self) -> None:
-        """Poll the retry zset and the dead list."""
-        while not self._stop.wait(0.005):
-            now = time.time()
-            for member, due in self.redis.zrange(keys.OUTBOX_RETRY, 0, -1, withscores=True):
-                entry = json.loads(member)
-                if all(entry != seen for seen, _ in self.retry):
-                    self.retry.append((entry, due - now))
-            for member in self.redis.lrange(keys.OUTBOX_DEAD, 0, -1):
-                entry = json.loads(member)
-                if entry not in self.dead:
-                    self.dead.append(entry)
+    def poll(self) -> None:
+        """Record what is parked now."""
+        now = time.time()
+        for member, due in self.redis.zrange(keys.OUTBOX_RETRY, 0, -1, withscores=True):
+            entry = json.loads(member)
+            if all(entry != seen for seen, _ in self.retry):
+                self.retry.append((entry, due - now))
+        for member in self.redis.lrange(keys.OUTBOX_DEAD, 0, -1):
+            entry = json.loads(member)
+            if entry not in self.dead:
+                self.dead.append(entry)
 
     def retried(self, receiver: str) -> list[tuple[dict[str, Any], float]]:
         """(entry, seconds until due when first seen) of a receiver's parked replies."""
