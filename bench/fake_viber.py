@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import datetime
 import itertools
 import json
+import logging
 import signal
 import socket
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.log import access_logger, server_logger
+
 API_PREFIX = "/pa"
 MAX_BODY_BYTES = 30 * 1024  # Viber rejects request bodies over 30 KB.
 AUTH_HEADER = "X-Viber-Auth-Token"
+LISTEN_BACKLOG = 1024  # hundreds of clients may connect at once (the benchmark's senders)
+STOP_GRACE_S = 0.1  # stop() lets requests in flight (already cut off) run this long, then cancels them
+# aiohttp's errors (malformed requests, handler crashes) are logged only when the fake is verbose.
+_QUIET_LOG = logging.getLogger("bench.fake_viber.quiet")
+_QUIET_LOG.setLevel(logging.CRITICAL + 1)
 DEFAULT_EVENT_TYPES = [
     "delivered",
     "seen",
@@ -100,147 +111,23 @@ class Fault:
     close: bool = False
 
 
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that remembers open connections so stop() can cut them."""
+class _StderrAccessLog(AbstractAccessLogger):
+    """Access log lines on stderr, like http.server's, for a verbose fake."""
 
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], fake: FakeViber) -> None:
-        """Bind and keep a back reference to the fake."""
-        self.fake = fake
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Track the connection, then handle it in a thread."""
-        with self._conns_lock:
-            self._conns.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        """Forget the connection and close it."""
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def close_all_connections(self) -> None:
-        """Shut down every open (keep-alive) connection."""
-        with self._conns_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Stay quiet about client-side disconnects unless verbose."""
-        if self.fake.verbose:
-            super().handle_error(request, client_address)
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
+        """Write one line per answered request."""
+        when = datetime.datetime.now().strftime("%d/%b/%Y %H:%M:%S")
+        line = f"{request.method} {request.raw_path} HTTP/{request.version.major}.{request.version.minor}"
+        sys.stderr.write(f'{request.remote} - - [{when}] "{line}" {response.status} -\n')
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Answers requests like chatapi.viber.com/pa would."""
-
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        """Log only when the fake is verbose."""
-        if self.server.fake.verbose:
-            super().log_message(format, *args)
-
-    def do_POST(self) -> None:  # noqa: N802
-        """Handle a POST (all Viber API calls are POSTs)."""
-        self._dispatch()
-
-    def do_GET(self) -> None:  # noqa: N802
-        """Handle a GET the same way (Viber would ignore the verb too)."""
-        self._dispatch()
-
-    def _read_body(self) -> bytes | None:
-        """Read the request body (Content-Length or chunked); None if malformed."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-                try:
-                    size = int(size_line, 16)
-                except ValueError:
-                    return None
-                if size == 0:
-                    while self.rfile.readline(1024).strip():
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(1024)
-        length_text = self.headers.get("Content-Length", "0") or "0"
-        try:
-            length = int(length_text)
-        except ValueError:
-            return None
-        if length < 0:
-            return None
-        return self.rfile.read(length) if length else b""
-
-    def _send_json(self, code: int, payload: dict[str, Any]) -> None:
-        """Send JSON with Content-Length so the connection can be kept alive."""
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def _dispatch(self) -> None:
-        """Record the request and answer it."""
-        fake = self.server.fake
-        raw = self._read_body()
-        if raw is None:
-            self.close_connection = True
-            self._send_json(400, {"status": 3, "status_message": "badData"})
-            return
-        url_path = urlsplit(self.path).path
-        if url_path == API_PREFIX or url_path.startswith(API_PREFIX + "/"):
-            path = url_path[len(API_PREFIX) :] or "/"
-        else:
-            path = url_path
-        body: dict[str, Any] | None = None
-        try:
-            parsed = json.loads(raw) if raw else None
-        except (ValueError, UnicodeDecodeError):
-            parsed = None
-        if isinstance(parsed, dict):
-            body = parsed
-        request = RecordedRequest(
-            path=path,
-            headers=Headers(self.headers.items()),
-            body=body,
-            raw=raw,
-            received_at=time.time(),
-        )
-        fake._record(request)
-        outcome = fake._answer(request, url_path.startswith(API_PREFIX + "/"))
-        if outcome is None:
-            # Scripted close=True: drop the connection without any answer.
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return
-        code, payload = outcome
-        self._send_json(code, payload)
+def _json_response(code: int, payload: dict[str, Any]) -> web.Response:
+    """JSON answer with a Content-Length, so the connection can be kept alive."""
+    return web.Response(status=code, body=json.dumps(payload).encode(), content_type="application/json")
 
 
 class FakeViber:
-    """A fake Viber Bot API server running in a background thread."""
+    """A fake Viber Bot API server: aiohttp on its own event loop in a background thread."""
 
     def __init__(
         self,
@@ -258,44 +145,51 @@ class FakeViber:
         self.latency_s = latency_s
         self.auth_token = auth_token
         self.verbose = verbose
-        self.on_message = on_message
+        self.on_message = on_message  # called on the fake's event loop: keep it quick
         self.requests: list[RecordedRequest] = []
         self._sent: list[dict[str, Any]] = []
         self._faults: deque[Fault] = deque()
         self._cond = threading.Condition()
         self._tokens = itertools.count(5_000_000_000_000_000_001)
-        self._server: _Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.ServerRunner | None = None
         self._thread: threading.Thread | None = None
 
     # Lifecycle
 
     def start(self) -> None:
-        """Bind the port and serve in a daemon thread."""
-        if self._server is not None:
+        """Bind the port and serve from an event loop in a daemon thread."""
+        if self._loop is not None:
             raise RuntimeError("FakeViber already started")
-        server = _Server((self.host, self.port), self)
-        self.port = int(server.server_address[1])
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"fake-viber-{self.port}",
-            daemon=True,
+        sock = socket.create_server((self.host, self.port), backlog=LISTEN_BACKLOG)
+        self.port = int(sock.getsockname()[1])
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(
+            target=self._run_loop, args=(loop,), name=f"fake-viber-{self.port}", daemon=True
         )
-        self._thread.start()
+        thread.start()
+        try:
+            self._runner = asyncio.run_coroutine_threadsafe(self._serve(sock), loop).result(timeout=10)
+        except BaseException:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+            sock.close()
+            raise
+        self._loop, self._thread = loop, thread
 
     def stop(self) -> None:
         """Stop serving, cut open keep-alive connections and close the socket."""
-        server, thread = self._server, self._thread
-        if server is None:
+        loop, runner, thread = self._loop, self._runner, self._thread
+        if loop is None:
             return
-        server.shutdown()
-        server.close_all_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = None
-        self._thread = None
+        try:
+            if runner is not None:
+                self._on_loop(self._shutdown(runner))
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not None:
+                thread.join(timeout=5)
+            self._loop = self._runner = self._thread = None
 
     def __enter__(self) -> FakeViber:
         """Start and return the fake."""
@@ -314,9 +208,14 @@ class FakeViber:
     @property
     def url(self) -> str:
         """API base URL, e.g. http://127.0.0.1:PORT/pa."""
-        if self._server is None:
+        if self._loop is None:
             raise RuntimeError("FakeViber not started")
         return f"http://{self.host}:{self.port}{API_PREFIX}"
+
+    def close_all_connections(self) -> None:
+        """Cut every open (keep-alive) connection, even mid-request; keep listening."""
+        if self._runner is not None:
+            self._on_loop(self._cut_connections(self._runner))
 
     # Scripting
 
@@ -373,7 +272,88 @@ class FakeViber:
             self._sent.clear()
             self._faults.clear()
 
-    # Called from handler threads
+    # The event loop's thread
+
+    def _on_loop(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a coroutine on the fake's loop and wait for it (from any other thread)."""
+        loop = self._loop
+        if loop is None or threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("FakeViber not started, or called from its own loop (e.g. on_message)")
+        asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=10)
+
+    def _run_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run the loop until stop(), then close it."""
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            # Requests still in flight past the stop grace (a long scripted delay) are cancelled.
+            leftovers = asyncio.all_tasks(loop)
+            for task in leftovers:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve(self, sock: socket.socket) -> web.ServerRunner:
+        """Serve the bound socket with aiohttp's low-level server."""
+        server = web.Server(
+            self._handle,
+            handler_cancellation=False,  # a client that gives up does not cancel the send
+            logger=server_logger if self.verbose else _QUIET_LOG,
+            access_log=access_logger if self.verbose else None,
+            access_log_class=_StderrAccessLog,
+        )
+        runner = web.ServerRunner(server, shutdown_timeout=STOP_GRACE_S)
+        await runner.setup()
+        await web.SockSite(runner, sock, backlog=LISTEN_BACKLOG).start()
+        return runner
+
+    async def _shutdown(self, runner: web.ServerRunner) -> None:
+        """Close the listening socket and every connection."""
+        await self._cut_connections(runner)
+        await runner.cleanup()
+
+    async def _cut_connections(self, runner: web.ServerRunner) -> None:
+        """Close every connection's transport; handlers still running finish unanswered."""
+        if runner.server is not None:
+            for connection in runner.server.connections:
+                connection.force_close()
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Record a request and answer it like chatapi.viber.com/pa would."""
+        if request.method not in ("GET", "POST"):
+            response = web.Response(status=501, text=f"Unsupported method ({request.method!r})")
+            response.force_close()
+            return response
+        raw = await request.content.read()
+        url_path = urlsplit(request.raw_path).path
+        if url_path == API_PREFIX or url_path.startswith(API_PREFIX + "/"):
+            path = url_path[len(API_PREFIX) :] or "/"
+        else:
+            path = url_path
+        body: dict[str, Any] | None = None
+        try:
+            parsed = json.loads(raw) if raw else None
+        except (ValueError, UnicodeDecodeError):
+            parsed = None
+        if isinstance(parsed, dict):
+            body = parsed
+        recorded = RecordedRequest(
+            path=path,
+            headers=Headers(request.headers.items()),
+            body=body,
+            raw=raw,
+            received_at=time.time(),
+        )
+        self._record(recorded)
+        outcome = await self._answer(recorded, url_path.startswith(API_PREFIX + "/"))
+        if outcome is None:
+            # Scripted close=True: drop the connection without any answer.
+            request.protocol.force_close()
+            return web.Response()
+        return _json_response(*outcome)
 
     def _record(self, request: RecordedRequest) -> None:
         """Append a request to the log."""
@@ -381,7 +361,7 @@ class FakeViber:
             self.requests.append(request)
             self._cond.notify_all()
 
-    def _answer(self, request: RecordedRequest, under_api: bool) -> tuple[int, dict[str, Any]] | None:
+    async def _answer(self, request: RecordedRequest, under_api: bool) -> tuple[int, dict[str, Any]] | None:
         """Decide the answer: (HTTP code, JSON), or None to drop the connection."""
         path = request.path
         if not under_api or path not in (
@@ -395,7 +375,7 @@ class FakeViber:
                 fault = self._faults.popleft() if self._faults else None
             delay = self.latency_s + (fault.delay_s if fault else 0.0)
             if delay > 0:
-                time.sleep(delay)
+                await asyncio.sleep(delay)
             if fault is not None:
                 if fault.close:
                     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -147,3 +148,44 @@ def test_keep_alive_and_clear(fake: FakeViber) -> None:
     fake.fail_next(2)
     fake.clear()
     assert fake.requests == [] and fake.sent_messages() == [] and fake.pending_faults == 0
+
+
+def test_latency_overlaps_across_hundreds_of_keep_alive_connections() -> None:
+    """300 connections each wait out the latency at once, and stay open for a second round."""
+    with FakeViber(latency_s=0.5, auth_token=TOKEN) as fv:
+        conns = [http.client.HTTPConnection("127.0.0.1", fv.port, timeout=20) for _ in range(300)]
+        headers = {"X-Viber-Auth-Token": TOKEN, "Content-Type": "application/json"}
+        try:
+            for round_ in range(2):
+                started = time.monotonic()
+                for i, conn in enumerate(conns):
+                    conn.request(
+                        "POST", "/pa/send_message", json.dumps(message(f"u{i}", str(round_))), headers
+                    )
+                answers = [json.loads(conn.getresponse().read()) for conn in conns]
+                assert [a["status"] for a in answers] == [0] * len(conns)
+                assert time.monotonic() - started < 10  # one after another would take 150 s
+        finally:
+            for conn in conns:
+                conn.close()
+        assert len(fv.sent_messages()) == 600
+        assert len({r.headers["host"] for r in fv.requests}) == 1
+
+
+def test_close_all_connections_then_stop_and_restart_on_the_same_port(fake: FakeViber) -> None:
+    """Open connections can be cut; a stopped fake refuses connections and restarts on its port."""
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    headers = {"X-Viber-Auth-Token": TOKEN, "Content-Type": "application/json"}
+    conn.request("POST", "/pa/send_message", json.dumps(message()), headers)
+    assert json.loads(conn.getresponse().read())["status"] == 0
+    fake.close_all_connections()
+    assert conn.sock is not None and conn.sock.recv(1) == b""  # the server closed it
+    conn.close()
+    port = fake.port
+    fake.stop()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    fake.start()
+    assert fake.port == port
+    assert call(fake, "send_message", message())[1]["status"] == 0
+    assert len(fake.sent_messages()) == 2
