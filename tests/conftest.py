@@ -21,6 +21,7 @@ from webhook import create_app
 from webhook.config import Config
 from webhook.runtime import Runtime
 from webhook.signature import HEADER, sign
+from webhook.viber_client import AsyncViberClient
 
 BOT_TOKEN = "test-bot-token-0123456789abcdef"
 OPERATOR_TOKEN = "test-operator-token-0123456789"
@@ -83,6 +84,13 @@ def app(config: Config, redis: Redis):  # type: ignore[no-untyped-def]
 def client(app):  # type: ignore[no-untyped-def]
     """A test client of the app."""
     return app.test_client()
+
+
+@pytest.fixture
+def viber(config: Config) -> Iterator[AsyncViberClient]:
+    """The send worker's Viber client, against the fake; closed after the test."""
+    with AsyncViberClient(config.viber_api_url, config.viber_auth_token) as client:
+        yield client
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ from redis import Redis
 from bench.fake_viber import FakeViber
 from tests.conftest import BOT_TOKEN, message_event, post_callback
 from webhook import create_app, keys
-from webhook.config import Config
 from webhook.runtime import Runtime
-from webhook.viber_client import ViberClient
+from webhook.viber_client import AsyncViberClient
 from workers import sender, tally
 
 WEBHOOK_URL = "https://example.org/viber/webhook"
@@ -161,10 +160,9 @@ def test_set_webhook_fails_clearly_when_viber_refuses(
 
 
 def test_replay_dead_moves_dead_letters_back(
-    app: Flask, client: FlaskClient, rt: Runtime, redis: Redis, config: Config, fake_viber: FakeViber
+    app: Flask, client: FlaskClient, rt: Runtime, redis: Redis, viber: AsyncViberClient, fake_viber: FakeViber
 ) -> None:
     """`replay-dead` puts dead-lettered replies back in the outbox, and they are then sent."""
-    viber = ViberClient(config.viber_api_url, config.viber_auth_token)
     vote(client, "dead-user", "maybe")
     fake_viber.fail_next(1, viber_status=3)
     assert sender.drain(rt, viber, "t")["dead"] == 1

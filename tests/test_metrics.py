@@ -21,7 +21,7 @@ from tests.conftest import (
 from webhook import keys
 from webhook.identity import IdentityKind, receipt_code, voter_key
 from webhook.runtime import Runtime
-from webhook.viber_client import ViberClient
+from webhook.viber_client import AsyncViberClient
 from workers import sender, tally
 
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -160,10 +160,9 @@ def series(samples: list[Sample]) -> set[tuple[str, tuple[tuple[str, str], ...]]
 
 
 def test_labels_carry_no_voter_id_or_receipt(
-    client: FlaskClient, rt: Runtime, fake_viber: FakeViber, redis: Redis
+    client: FlaskClient, rt: Runtime, fake_viber: FakeViber, redis: Redis, viber: AsyncViberClient
 ) -> None:
     """No label holds a voter's id, key or receipt, and more voters add no series."""
-    viber = ViberClient(rt.config.viber_api_url, rt.config.viber_auth_token)
 
     def round_of(users: list[str]) -> list[Sample]:
         for user in users:

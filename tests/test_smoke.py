@@ -6,18 +6,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import conversation_started, message_event, post_callback, post_live
 from webhook.ledger import recount
-from webhook.viber_client import ViberClient
 from workers import sender, tally
 
 
-def test_vote_is_counted_and_confirmed(client, rt, fake_viber, config):
+def test_vote_is_counted_and_confirmed(client, rt, fake_viber, viber):
     welcome = post_callback(client, conversation_started("user-1"))
     assert welcome.status_code == 200
     assert [b["ActionBody"] for b in welcome.json["keyboard"]["Buttons"]] == ["yes", "no", "abstain"]
     response = post_callback(client, message_event("user-1", "yes", tracking_data="main"))
     assert response.status_code == 200
     assert tally.drain(rt, "test") == 1
-    viber = ViberClient(config.viber_api_url, config.viber_auth_token)
     assert sender.drain(rt, viber, "test")["sent"] == 1
     [message] = fake_viber.messages_to("user-1")
     assert "counted" in message["text"]

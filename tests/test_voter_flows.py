@@ -10,7 +10,6 @@ import pytest
 
 from tests.conftest import conversation_started, message_event, post_callback, post_live
 from webhook.polls import PollStatus
-from webhook.viber_client import ViberClient
 from workers import sender, tally
 
 RECEIPT = re.compile(r"\b([0-9A-Z]{5}-[0-9A-Z]{5})\b")
@@ -19,10 +18,11 @@ RECEIPT = re.compile(r"\b([0-9A-Z]{5}-[0-9A-Z]{5})\b")
 class Chat:
     """One voter talking to the running app; replies come back through the fake Viber API."""
 
-    def __init__(self, client, rt, fake_viber, user_id: str, language: str = "en", api_version: int = 10):
-        self.client, self.rt, self.fake = client, rt, fake_viber
+    def __init__(
+        self, client, rt, fake_viber, viber, user_id: str, language: str = "en", api_version: int = 10
+    ):
+        self.client, self.rt, self.fake, self.viber = client, rt, fake_viber, viber
         self.user_id, self.language, self.api_version = user_id, language, api_version
-        self.viber = ViberClient(rt.config.viber_api_url, rt.config.viber_auth_token)
         self.seen = 0
 
     def open(self) -> dict[str, Any]:
@@ -53,9 +53,9 @@ class Chat:
 
 
 @pytest.fixture
-def chat(client, rt, fake_viber):
+def chat(client, rt, fake_viber, viber):
     """Start chats with the app."""
-    return lambda user_id, **kw: Chat(client, rt, fake_viber, user_id, **kw)
+    return lambda user_id, **kw: Chat(client, rt, fake_viber, viber, user_id, **kw)
 
 
 def counts(rt, poll_id: str) -> dict[str, int]:

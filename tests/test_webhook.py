@@ -30,7 +30,7 @@ from webhook.identity import IdentityKind, voter_key
 from webhook.polls import PollStatus
 from webhook.runtime import Runtime
 from webhook.signature import HEADER, sign
-from webhook.viber_client import ViberClient
+from webhook.viber_client import AsyncViberClient
 from workers import sender, tally
 
 OVERSIZED_BYTES = 70_000
@@ -409,7 +409,7 @@ def _everything_stored(redis: Redis) -> bytes:
 
 
 def test_no_raw_viber_id_is_left_in_redis(
-    client: FlaskClient, redis: Redis, rt: Runtime, config: Config, fake_viber: FakeViber
+    client: FlaskClient, redis: Redis, rt: Runtime, viber: AsyncViberClient, fake_viber: FakeViber
 ) -> None:
     """Once the workers ran, no key or value holds a voter's Viber id."""
     users = [f"RawViberId{n}Zq8+/Kw==" for n in range(4)]
@@ -421,7 +421,7 @@ def test_no_raw_viber_id_is_left_in_redis(
     before = _everything_stored(redis)
     assert all(user.encode() in before for user in users)  # the reader does see ids while queued
     assert tally.drain(rt, "t") == 4
-    totals = sender.drain(rt, ViberClient(config.viber_api_url, config.viber_auth_token), "t")
+    totals = sender.drain(rt, viber, "t")
     assert totals["sent"] == 6
     assert len(fake_viber.sent_messages()) == 6
     after = _everything_stored(redis)

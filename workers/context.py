@@ -1,12 +1,18 @@
-"""What a worker process builds once: its runtime, Viber client and stream consumer name."""
+"""What a worker process builds once: its runtime, Viber client, send loop and stream consumer name."""
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import functools
 import os
 import socket
+import threading
 import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from redis import Redis
 from redis.exceptions import ResponseError
@@ -14,7 +20,10 @@ from redis.exceptions import ResponseError
 from webhook.config import Config
 from webhook.kick import KICK_TTL_MS
 from webhook.runtime import Runtime
-from webhook.viber_client import ViberClient
+from webhook.viber_client import AsyncViberClient
+
+A = TypeVar("A")
+T = TypeVar("T")
 
 SEND_CONCURRENCY = 256
 """Confirmations in flight at once per sender worker (Viber answers in ~100 ms)."""
@@ -27,10 +36,54 @@ def worker_runtime() -> Runtime:
 
 
 @functools.cache
-def viber_client() -> ViberClient:
-    """This process's pooled Viber API client."""
+def viber_client() -> AsyncViberClient:
+    """This process's Viber API client for send_loop(), closed when the process exits."""
     config = worker_runtime().config
-    return ViberClient(config.viber_api_url, config.viber_auth_token, pool_size=SEND_CONCURRENCY)
+    client = AsyncViberClient(config.viber_api_url, config.viber_auth_token, pool_size=SEND_CONCURRENCY)
+    atexit.register(client.close)
+    return client
+
+
+@functools.cache
+def send_loop() -> asyncio.AbstractEventLoop:
+    """This process's event loop for Viber sends, running forever in a daemon thread."""
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="viber-send-loop", daemon=True).start()
+    return loop
+
+
+_running: set[asyncio.Task[None]] = set()
+"""Tasks start_all() began and that have not finished (the loop itself keeps only weak references)."""
+
+
+def start_all(
+    loop: asyncio.AbstractEventLoop, run: Callable[[A], Awaitable[T]], jobs: list[tuple[A, Future[T]]]
+) -> None:
+    """From another thread, await run(arg) on the loop for each job into its future; one wake-up for all."""
+    if jobs:
+        loop.call_soon_threadsafe(_start_all, run, jobs)
+
+
+def _start_all(run: Callable[[A], Awaitable[T]], jobs: list[tuple[A, Future[T]]]) -> None:
+    """In the loop: a task per job unless its future was cancelled, held until it is done."""
+    loop = asyncio.get_running_loop()
+    for arg, future in jobs:
+        if future.set_running_or_notify_cancel():
+            task = loop.create_task(_run_into(run, arg, future))
+            _running.add(task)
+            task.add_done_callback(_running.discard)
+
+
+async def _run_into(run: Callable[[A], Awaitable[T]], arg: A, future: Future[T]) -> None:
+    """Await run(arg); its result or exception goes to the future another thread waits on."""
+    try:
+        result = await run(arg)
+    except BaseException as exc:
+        future.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise
+    else:
+        future.set_result(result)
 
 
 def consumer_name() -> str:

@@ -1,14 +1,17 @@
-"""The send job: deliver queued replies to Viber concurrently; retry, park or drop failures."""
+"""The send job: deliver queued replies to Viber concurrently; retry, park or drop failures.
+
+The drain thread reads and renders replies; their sends run concurrently on the process's event loop.
+"""
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from queue import Empty, SimpleQueue
+from typing import Any
 
 from webhook import keys, messages
 from webhook.identity import parse_receipt
@@ -17,13 +20,15 @@ from webhook.ledger import receipt_counted
 from webhook.outbox import ReplyKind
 from webhook.polls import Poll
 from webhook.runtime import Runtime
-from webhook.viber_client import SendResult, SendStatus, ViberClient
+from webhook.viber_client import AsyncViberClient, SendResult, SendStatus
 from workers.context import (
     SEND_CONCURRENCY,
     Entry,
     StreamReader,
     consumer_name,
     ensure_group,
+    send_loop,
+    start_all,
     viber_client,
     worker_runtime,
 )
@@ -54,7 +59,7 @@ def drain_outbox() -> Counter[str]:
 
 def drain(
     rt: Runtime,
-    client: ViberClient,
+    client: AsyncViberClient,
     consumer: str,
     *,
     budget_s: float = DRAIN_BUDGET_S,
@@ -83,8 +88,7 @@ def drain(
                 entries = reader.read(BATCH_SIZE)
                 if not entries:
                     return totals
-            for entry in entries:
-                future = _pool().submit(_send_one, rt, client, entry[1])
+            for entry, future in zip(entries, _send_all(rt, client, entries), strict=True):
                 in_flight[future] = entry
                 future.add_done_callback(completed.put)
         if not in_flight:
@@ -128,8 +132,22 @@ def settle(rt: Runtime, finished: list[tuple[Entry, SendResult]]) -> Counter[str
     return outcomes
 
 
-def _send_one(rt: Runtime, client: ViberClient, fields: dict[bytes, bytes]) -> SendResult:
-    """Render one outbox entry and send it."""
+def _send_all(rt: Runtime, client: AsyncViberClient, entries: list[Entry]) -> list[Future[SendResult]]:
+    """Render outbox entries here, then start their sends on the send loop together; a future of each."""
+    futures: list[Future[SendResult]] = [Future() for _ in entries]
+    sends: list[tuple[dict[str, Any], Future[SendResult]]] = []
+    for (_, fields), future in zip(entries, futures, strict=True):
+        payload = render(rt, fields)
+        if isinstance(payload, SendResult):
+            future.set_result(payload)
+        else:
+            sends.append((payload, future))
+    start_all(send_loop(), client.send_message, sends)
+    return futures
+
+
+def render(rt: Runtime, fields: dict[bytes, bytes]) -> dict[str, Any] | SendResult:
+    """One outbox entry's send_message body, or a DEAD result if it names no known poll or reply kind."""
     entry = {k.decode(): v.decode() for k, v in fields.items()}
     poll = rt.polls.find(entry.get("p"))
     try:
@@ -139,8 +157,7 @@ def _send_one(rt: Runtime, client: ViberClient, fields: dict[bytes, bytes]) -> S
     if poll is None or kind is None or not entry.get("to"):
         return SendResult(SendStatus.DEAD, "unknown poll or reply kind")
     facts = look_up_facts(rt, poll, kind, entry)
-    payload = {"receiver": entry["to"], **messages.reply(poll, kind, entry, rt.config.bot_name, facts)}
-    return client.send_message(payload)
+    return {"receiver": entry["to"], **messages.reply(poll, kind, entry, rt.config.bot_name, facts)}
 
 
 def look_up_facts(rt: Runtime, poll: Poll, kind: ReplyKind, entry: dict[str, str]) -> messages.Facts:
@@ -169,9 +186,3 @@ def _settle(pipe, entry_id: bytes, fields: dict[bytes, bytes], result: SendResul
     pipe.rpush(keys.OUTBOX_DEAD, json.dumps(entry, sort_keys=True))
     log.warning("reply dead-lettered after %d attempts: %s", attempts, result.reason)
     return SendStatus.DEAD
-
-
-@functools.cache
-def _pool() -> ThreadPoolExecutor:
-    """This process's sending threads."""
-    return ThreadPoolExecutor(max_workers=SEND_CONCURRENCY, thread_name_prefix="viber-send")

@@ -19,7 +19,7 @@ from tests.conftest import (
 from tests.faults.conftest import pipeline_idle, wait_until
 from webhook import keys
 from webhook.runtime import Runtime
-from webhook.viber_client import ViberClient
+from webhook.viber_client import AsyncViberClient
 from workers import sender, tally
 
 
@@ -28,7 +28,9 @@ def outbox_receivers(redis: Redis) -> list[str]:
     return [fields[b"to"].decode() for _, fields in redis.xrange(keys.OUTBOX_STREAM)]
 
 
-def test_flooding_one_chat_cannot_crowd_out_others(client, rt: Runtime, redis: Redis, fake_viber: FakeViber):
+def test_flooding_one_chat_cannot_crowd_out_others(
+    client, rt: Runtime, redis: Redis, fake_viber: FakeViber, viber: AsyncViberClient
+):
     """200 texts from one voter queue at most REPLY_RATE_LIMIT replies; another voter is served at once."""
     for _ in range(200):
         assert post_callback(client, message_event("flooder", "hello?")).status_code == 200
@@ -36,7 +38,6 @@ def test_flooding_one_chat_cannot_crowd_out_others(client, rt: Runtime, redis: R
     assert int(redis.hget(keys.STATS, "reply_limited")) == 200 - rt.config.reply_rate_limit
     assert post_callback(client, message_event("neighbour", "yes")).status_code == 200
     assert tally.drain(rt, "t") == 1
-    viber = ViberClient(rt.config.viber_api_url, rt.config.viber_auth_token)
     sender.drain(rt, viber, "t")
     assert "is counted" in fake_viber.messages_to("neighbour")[0]["text"]
     assert len(fake_viber.messages_to("flooder")) == rt.config.reply_rate_limit
@@ -46,16 +47,17 @@ def test_viber_timing_out_is_retried_later_and_the_vote_stays_counted(
     client, rt: Runtime, redis: Redis, fake_viber: FakeViber
 ):
     """Three answers slower than the read timeout park the confirmation; it goes out on the retry."""
-    viber = ViberClient(rt.config.viber_api_url, rt.config.viber_auth_token, read_timeout_s=0.3)
+    viber = AsyncViberClient(rt.config.viber_api_url, rt.config.viber_auth_token, read_timeout_s=0.3)
     fake_viber.fail_next(3, http_status=200, delay_s=1.0)
     assert post_callback(client, message_event("slow-api", "no")).status_code == 200
     assert tally.drain(rt, "t") == 1
-    assert sender.drain(rt, viber, "t") == {"retry": 1}
-    [(parked, _)] = redis.zrange(keys.OUTBOX_RETRY, 0, -1, withscores=True)
-    assert b"Timeout" in parked and b'"n": "1"' in parked
-    assert rt.ballot_box.counts(rt.polls.get("main"))["no"] == 1
-    assert rt.outbox.move_due_retries(now=time.time() + sender.RETRY_DELAYS_S[0]) == 1
-    assert sender.drain(rt, viber, "t") == {"sent": 1}
+    with viber:
+        assert sender.drain(rt, viber, "t") == {"retry": 1}
+        [(parked, _)] = redis.zrange(keys.OUTBOX_RETRY, 0, -1, withscores=True)
+        assert b"Timeout" in parked and b'"n": "1"' in parked
+        assert rt.ballot_box.counts(rt.polls.get("main"))["no"] == 1
+        assert rt.outbox.move_due_retries(now=time.time() + sender.RETRY_DELAYS_S[0]) == 1
+        assert sender.drain(rt, viber, "t") == {"sent": 1}
     assert redis.zcard(keys.OUTBOX_RETRY) == 0
     assert rt.ballot_box.counts(rt.polls.get("main")) == {"yes": 0, "no": 1, "abstain": 0}
 
