@@ -100,14 +100,17 @@ class Stack:
             time.sleep(0.1)
         raise RuntimeError(f"web did not become ready: {self.log_tail('web')}")
 
-    def kill(self, name: str, index: int = 0, sig: int = signal.SIGKILL) -> None:
-        """Send a signal to one process's whole group and wait for it to end."""
-        process = self.processes[name][index]
+    def send_signal(self, name: str, sig: int, index: int = 0) -> None:
+        """Send a signal to one process's whole group (e.g. SIGSTOP to freeze it)."""
         try:
-            os.killpg(process.pid, sig)
+            os.killpg(self.processes[name][index].pid, sig)
         except ProcessLookupError:
             pass
-        process.wait(timeout=STOP_TIMEOUT_S)
+
+    def kill(self, name: str, index: int = 0, sig: int = signal.SIGKILL) -> None:
+        """Send a signal to one process's whole group and wait for it to end."""
+        self.send_signal(name, sig, index)
+        self.processes[name][index].wait(timeout=STOP_TIMEOUT_S)
 
     def restart(self, name: str, index: int = 0) -> None:
         """Start a process again in the place of a stopped one."""

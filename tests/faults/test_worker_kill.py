@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -22,10 +23,15 @@ from tests.faults.conftest import (
     votes_idle,
     wait_until,
 )
+from webhook.kick import DRAIN_JOB_TIMEOUT_S
 
 VOTES = 5000
 KILLS = 2
 MAX_KILL_ATTEMPTS = 6
+FROZEN_SETTLE_S = 0.05
+"""After freezing the tally worker, time for Redis to run a call it had already sent (seconds)."""
+SWEPT_WITHIN_S = 15.0
+"""After the votes stop, the sweep clears a dead worker's job from the started registry within this (s)."""
 STALE_TAKEOVER_S = 30
 """workers/tally.py STALE_MS: votes of a dead consumer are taken over after this long."""
 
@@ -37,8 +43,20 @@ def started_tally_jobs(redis: Redis) -> list[str]:
 
 
 def kill_tally_mid_batch(stack: Stack, redis: Redis, timeout_s: float = 20.0) -> tuple[int, list[str]]:
-    """SIGKILL the tally worker holding unacked votes, start a new one; (votes left, jobs it ran)."""
-    wait_until(lambda: pending_of(redis) > 0, timeout_s, "the tally worker to hold a batch", 0.001)
+    """SIGKILL the tally worker holding unacked votes, start a new one; (votes left, jobs it ran).
+
+    The worker is frozen (SIGSTOP) first and killed only if it still holds its batch once a call
+    it had already sent has run, so the kill cannot land just after the batch was acknowledged.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left_s = max(0.0, deadline - time.monotonic())
+        wait_until(lambda: pending_of(redis) > 0, left_s, "the tally worker to hold a batch", 0.001)
+        stack.send_signal("tally", signal.SIGSTOP)
+        time.sleep(FROZEN_SETTLE_S)
+        if pending_of(redis) > 0:
+            break
+        stack.send_signal("tally", signal.SIGCONT)
     running = started_tally_jobs(redis)
     stack.kill("tally")
     orphaned = pending_of(redis)
@@ -101,7 +119,8 @@ def test_killed_tally_job_leaves_the_started_registry(stack: Stack, redis: Redis
         if orphaned:
             break
     assert orphaned and running
-    time.sleep(4.5)  # two sweeps of the clock
-    left_over = started_tally_jobs(redis)
     stream.join(timeout_s=60)
-    assert set(running).isdisjoint(left_over)
+    # The sweep runs on the tally queue, so it waits for the new worker's drain job to end; well
+    # before the dead job's own timeout (DRAIN_JOB_TIMEOUT_S) it must have cleared that job.
+    wait_until(lambda: set(running).isdisjoint(started_tally_jobs(redis)), SWEPT_WITHIN_S, "the sweep")
+    assert DRAIN_JOB_TIMEOUT_S > 10 * SWEPT_WITHIN_S
