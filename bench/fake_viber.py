@@ -109,6 +109,8 @@ class Fault:
     viber_status: int | None = None
     delay_s: float = 0.0
     close: bool = False
+    retry_after: str | None = None
+    """A Retry-After header to send with a failed answer (delay-seconds or an HTTP date)."""
 
 
 class _StderrAccessLog(AbstractAccessLogger):
@@ -121,9 +123,10 @@ class _StderrAccessLog(AbstractAccessLogger):
         sys.stderr.write(f'{request.remote} - - [{when}] "{line}" {response.status} -\n')
 
 
-def _json_response(code: int, payload: dict[str, Any]) -> web.Response:
+def _json_response(code: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
     """JSON answer with a Content-Length, so the connection can be kept alive."""
-    return web.Response(status=code, body=json.dumps(payload).encode(), content_type="application/json")
+    body = json.dumps(payload).encode()
+    return web.Response(status=code, body=body, content_type="application/json", headers=headers)
 
 
 class FakeViber:
@@ -227,6 +230,7 @@ class FakeViber:
         viber_status: int | None = None,
         delay_s: float = 0.0,
         close: bool = False,
+        retry_after: str | None = None,
     ) -> None:
         """Queue n faults, consumed one per /send_message request in arrival order."""
         fault = Fault(
@@ -234,6 +238,7 @@ class FakeViber:
             viber_status=viber_status,
             delay_s=delay_s,
             close=close,
+            retry_after=retry_after,
         )
         with self._cond:
             self._faults.extend([fault] * n)
@@ -361,8 +366,10 @@ class FakeViber:
             self.requests.append(request)
             self._cond.notify_all()
 
-    async def _answer(self, request: RecordedRequest, under_api: bool) -> tuple[int, dict[str, Any]] | None:
-        """Decide the answer: (HTTP code, JSON), or None to drop the connection."""
+    async def _answer(
+        self, request: RecordedRequest, under_api: bool
+    ) -> tuple[int, dict[str, Any]] | tuple[int, dict[str, Any], dict[str, str]] | None:
+        """Decide the answer: (HTTP code, JSON[, headers]), or None to drop the connection."""
         path = request.path
         if not under_api or path not in (
             "/send_message",
@@ -382,10 +389,10 @@ class FakeViber:
                 if fault.viber_status is not None:
                     return 200, _status(fault.viber_status)
                 if fault.http_status != 200:
-                    return fault.http_status, {
-                        "status": 1,
-                        "status_message": "fake failure",
-                    }
+                    failure = {"status": 1, "status_message": "fake failure"}
+                    if fault.retry_after is not None:
+                        return fault.http_status, failure, {"Retry-After": fault.retry_after}
+                    return fault.http_status, failure
         rejection = self._validate(request)
         if rejection is not None:
             return 200, rejection

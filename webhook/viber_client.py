@@ -9,11 +9,8 @@ at most, leaving longer waits to the outbox).
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
-import re
-import time
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -21,7 +18,7 @@ from typing import Any
 
 import aiohttp
 import urllib3
-from urllib3.exceptions import HTTPError, MaxRetryError
+from urllib3.exceptions import HTTPError, InvalidHeader, MaxRetryError
 from urllib3.util import Retry, Timeout
 
 from webhook.errors import ViberApiError
@@ -105,12 +102,10 @@ def retry_after_s(value: str | None) -> float | None:
     """Seconds a Retry-After header (delay-seconds or HTTP date) asks to wait; None if absent or invalid."""
     if value is None:
         return None
-    if re.fullmatch(r"\s*[0-9]+\s*", value):
-        return float(int(value))
-    when = email.utils.parsedate_tz(value)
-    if when is None:
+    try:
+        return Retry().parse_retry_after(value)  # urllib3's reading, as the blocking client's
+    except InvalidHeader:
         return None
-    return max(0.0, email.utils.mktime_tz(when) - time.time())
 
 
 class ViberClient:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -127,69 +125,19 @@ def test_refused_connections_are_retried_then_named(
     assert BOT_TOKEN not in result.reason and RECEIVER not in result.reason
 
 
-class _Scripted(BaseHTTPRequestHandler):
-    """Answers each request with the next (status, headers) of its server's script, then ok."""
-
-    protocol_version = "HTTP/1.1"
-    server: _ScriptServer
-
-    def do_POST(self) -> None:  # noqa: N802
-        """Read the body and answer from the script."""
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.server.received_at.append(time.monotonic())
-        status, headers = self.server.script.pop(0) if self.server.script else (200, {})
-        body = b'{"status": 0, "status_message": "ok"}' if status == 200 else b'{"status": 1}'
-        self.send_response(status)
-        for name, value in {**headers, "Content-Length": str(len(body))}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        """Stay quiet."""
-
-
-class _ScriptServer(ThreadingHTTPServer):
-    """A one-test HTTP server with a script of answers (the fake Viber cannot send Retry-After)."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        """Bind a free local port."""
-        super().__init__(("127.0.0.1", 0), _Scripted)
-        self.script: list[tuple[int, dict[str, str]]] = []
-        self.received_at: list[float] = []
-
-
-@pytest.fixture
-def scripted() -> Iterator[_ScriptServer]:
-    """A running script server."""
-    server = _ScriptServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
-
-
-def test_retry_after_is_honoured(scripted: _ScriptServer) -> None:
+def test_retry_after_is_honoured(viber: AsyncViberClient, fake_viber: FakeViber) -> None:
     """A 429 asking for 1 s is retried after that second, not at once."""
-    scripted.script = [(429, {"Retry-After": "1"})]
-    url = f"http://127.0.0.1:{scripted.server_address[1]}/pa"
-    with AsyncViberClient(url, BOT_TOKEN) as client:
-        assert send_async(client) == SendResult(SendStatus.SENT, "ok")
-    first, second = scripted.received_at
+    fake_viber.fail_next(1, http_status=429, retry_after="1")
+    assert send_async(viber) == SendResult(SendStatus.SENT, "ok")
+    first, second = (r.received_at for r in fake_viber.requests)
     assert 1.0 <= second - first < 2.0
 
 
-def test_a_long_retry_after_is_left_to_the_outbox(scripted: _ScriptServer) -> None:
+def test_a_long_retry_after_is_left_to_the_outbox(viber: AsyncViberClient, fake_viber: FakeViber) -> None:
     """A 503 asking for minutes ends the quick retries: RETRY at once, the outbox's backoff takes over."""
-    scripted.script = [(503, {"Retry-After": "300"})]
-    url = f"http://127.0.0.1:{scripted.server_address[1]}/pa"
-    with AsyncViberClient(url, BOT_TOKEN) as client:
-        assert send_async(client) == SendResult(SendStatus.RETRY, "http 503")
-    assert len(scripted.received_at) == 1
+    fake_viber.fail_next(1, http_status=503, retry_after="300")
+    assert send_async(viber) == SendResult(SendStatus.RETRY, "http 503")
+    assert len(fake_viber.requests) == 1
 
 
 def test_retry_after_values() -> None:
