@@ -13,8 +13,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from flask import Flask, Response, jsonify, request
 from rq import Queue, get_current_job
@@ -60,61 +60,68 @@ def naive_count_vote(poll_id: str, voter_hex: str, option_index: int, option_id:
     return bool(stored)
 
 
+class Vote(NamedTuple):
+    """A verified vote callback: who (keyed hash), for which poll and option."""
+
+    receiver: str
+    voter: bytes
+    poll_id: str
+    option_index: int
+    option_id: str
+
+
 def create_naive_app(environ: Mapping[str, str] | None = None) -> Flask:
     """The naive design: verify and parse like the service, then enqueue one RQ job per vote."""
     config = Config.from_environ(environ)
-    polls = load_polls(config.poll_file)
     queue = Queue(NAIVE_QUEUE, connection=connect(config.redis_url))
-    app = Flask(__name__)
 
-    @app.post("/viber/webhook")
-    def naive_webhook() -> Any:
-        """Enqueue the vote a message names."""
-        vote = _read_vote(config, polls)
-        if isinstance(vote, Response):
-            return vote
-        if vote is not None:
-            event, poll_id, option_index, option_id = vote
-            voter = voter_key(config.voter_id_secret, IdentityKind.VIBER, event.sender.id)
-            queue.enqueue(NAIVE_JOB, poll_id, voter.hex(), option_index, option_id, int(time.time()))
-        return jsonify({})
+    def enqueue(vote: Vote) -> None:
+        queue.enqueue(
+            NAIVE_JOB, vote.poll_id, vote.voter.hex(), vote.option_index, vote.option_id, int(time.time())
+        )
 
-    app.add_url_rule("/healthz", "healthz", floor_healthz)
-    return app
+    return _vote_app(config, enqueue)
 
 
 def create_sync_reply_app(environ: Mapping[str, str] | None = None) -> Flask:
     """viberbot's sample-bot style: send the reply to Viber inside the request, then answer."""
     config = Config.from_environ(environ)
-    polls = load_polls(config.poll_file)
     client = ViberClient(config.viber_api_url, config.viber_auth_token, pool_size=SYNC_POOL_SIZE)
+
+    def reply(vote: Vote) -> None:
+        client.send_message(
+            {
+                "receiver": vote.receiver,
+                "sender": {"name": config.bot_name},
+                "type": "text",
+                "text": SYNC_REPLY.format(option=vote.option_id, receipt=receipt_code(vote.voter)),
+                "tracking_data": vote.poll_id,
+            }
+        )
+
+    return _vote_app(config, reply)
+
+
+def _vote_app(config: Config, on_vote: Callable[[Vote], None]) -> Flask:
+    """A baseline app: POST /viber/webhook verifies and parses, hands each vote to on_vote, answers {}."""
+    polls = load_polls(config.poll_file)
     app = Flask(__name__)
 
     @app.post("/viber/webhook")
-    def sync_webhook() -> Any:
-        """Reply to the voter synchronously (one Viber API round trip per callback)."""
+    def baseline_webhook() -> Any:
+        """Verify, parse, handle the vote the callback carries."""
         vote = _read_vote(config, polls)
         if isinstance(vote, Response):
             return vote
         if vote is not None:
-            event, poll_id, _, option_id = vote
-            voter = voter_key(config.voter_id_secret, IdentityKind.VIBER, event.sender.id)
-            client.send_message(
-                {
-                    "receiver": event.sender.id,
-                    "sender": {"name": config.bot_name},
-                    "type": "text",
-                    "text": SYNC_REPLY.format(option=option_id, receipt=receipt_code(voter)),
-                    "tracking_data": poll_id,
-                }
-            )
+            on_vote(vote)
         return jsonify({})
 
     app.add_url_rule("/healthz", "healthz", floor_healthz)
     return app
 
 
-def _read_vote(config: Config, polls: PollBook) -> Response | tuple[MessageEvent, str, int, str] | None:
+def _read_vote(config: Config, polls: PollBook) -> Response | Vote | None:
     """Verify and parse the callback: an error response, the vote it carries, or None."""
     body = request.get_data(cache=False)
     if not signature.is_valid(config.viber_auth_token, body, request.headers.get(signature.HEADER)):
@@ -129,4 +136,5 @@ def _read_vote(config: Config, polls: PollBook) -> Response | tuple[MessageEvent
     index = poll.option_index(event.text)
     if index is None:
         return None
-    return event, poll.id, index, poll.options[index].id
+    voter = voter_key(config.voter_id_secret, IdentityKind.VIBER, event.sender.id)
+    return Vote(event.sender.id, voter, poll.id, index, poll.options[index].id)
