@@ -82,7 +82,7 @@ def cast_share(config: Config, start: int, stop: int, step: int) -> int:
             voter,
             index % len(poll.options),
             message_token=TOKEN_BASE + index,
-            receiver=who,
+            receiver=rt.seal.seal(who),
             language="en",
             now=now,
         )

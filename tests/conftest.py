@@ -20,6 +20,7 @@ from bench.stack import Stack
 from webhook import create_app
 from webhook.config import Config
 from webhook.runtime import Runtime
+from webhook.sealing import SEAL_PREFIX, ReceiverSeal
 from webhook.signature import HEADER, sign
 from webhook.viber_client import AsyncViberClient
 
@@ -97,6 +98,13 @@ def viber(config: Config) -> Iterator[AsyncViberClient]:
 def rt(config: Config, redis: Redis) -> Runtime:
     """A runtime like a worker process builds."""
     return Runtime.build(config)
+
+
+def opened(stored: str | bytes) -> str:
+    """The Viber id behind a stored (sealed) receiver; fails if it was stored in clear."""
+    text = stored.decode() if isinstance(stored, bytes) else stored
+    assert text.startswith(SEAL_PREFIX), f"receiver stored in clear: {text!r}"
+    return ReceiverSeal(VOTER_ID_SECRET).open(text)
 
 
 def next_token() -> int:

@@ -24,6 +24,7 @@ from tests.conftest import (
     conversation_started,
     message_event,
     next_token,
+    opened,
     post_live,
 )
 from webhook import keys
@@ -197,7 +198,7 @@ def test_tally_batch_applied_twice_changes_nothing(rt: Runtime, redis: Redis) ->
     for i in range(30):
         voter = voter_key(VOTER_ID_SECRET, IdentityKind.VIBER, f"idem-{i}")
         outcome = rt.ballot_box.cast(
-            poll, voter, i % 3, message_token=next_token(), receiver=f"idem-{i}", language="en"
+            poll, voter, i % 3, message_token=next_token(), receiver=rt.seal.seal(f"idem-{i}"), language="en"
         )
         assert outcome is CastOutcome.ACCEPTED
     ensure_group(redis, keys.VOTES_STREAM, keys.TALLY_GROUP)
@@ -239,7 +240,7 @@ def test_confirmation_retried_after_viber_errors(stack: Stack, redis: Redis, fak
     wait_until(lambda: redis.zcard(keys.OUTBOX_RETRY) == 1, 5, "the reply to be parked for a retry")
     [(member, due)] = redis.zrange(keys.OUTBOX_RETRY, 0, -1, withscores=True)
     parked = json.loads(member)
-    assert (parked["to"], parked["k"], parked["n"], parked["why"]) == (
+    assert (opened(parked["to"]), parked["k"], parked["n"], parked["why"]) == (
         "e2e-three-500s",
         "confirm",
         "1",

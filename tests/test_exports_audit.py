@@ -104,7 +104,13 @@ def test_ballot_ledger_counts_equal_counters_sorted_by_minute(client: FlaskClien
     earlier = {"ex-old-1": (2, now - 7200), "ex-old-2": (0, now - 3600), "ex-old-3": (1, now - 7200)}
     for user, (index, at) in earlier.items():
         outcome = rt.ballot_box.cast(
-            poll, viber_key(user), index, message_token=next_token(), receiver=user, language="en", now=at
+            poll,
+            viber_key(user),
+            index,
+            message_token=next_token(),
+            receiver=rt.seal.seal(user),
+            language="en",
+            now=at,
         )
         assert outcome.value == "accepted"
     for user, text in VOTES.items():

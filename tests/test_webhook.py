@@ -20,6 +20,7 @@ from tests.conftest import (
     conversation_started,
     message_event,
     next_token,
+    opened,
     post_callback,
     signed,
 )
@@ -301,7 +302,7 @@ def test_second_tap_gets_one_already_reply(client: FlaskClient, redis: Redis) ->
     [reply] = outbox(redis)
     assert reply["k"] == "already"
     assert reply["p"] == "main"
-    assert reply["to"] == "tap-user"
+    assert opened(reply["to"]) == "tap-user"
     [fields] = votes(redis)
     assert fields[b"o"] == b"0"
 
@@ -312,7 +313,7 @@ def test_unknown_option_gets_help_and_no_vote(client: FlaskClient, redis: Redis)
     assert post_callback(client, event).status_code == 200
     assert post_callback(client, event).status_code == 200
     [reply] = outbox(redis)
-    assert (reply["k"], reply["p"], reply["to"]) == ("help", "main", "help-user")
+    assert (reply["k"], reply["p"], opened(reply["to"])) == ("help", "main", "help-user")
     assert votes(redis) == []
     assert poll_keys(redis, "main") == []
 
@@ -411,7 +412,7 @@ def _everything_stored(redis: Redis) -> bytes:
 def test_no_raw_viber_id_is_left_in_redis(
     client: FlaskClient, redis: Redis, rt: Runtime, viber: AsyncViberClient, fake_viber: FakeViber
 ) -> None:
-    """Once the workers ran, no key or value holds a voter's Viber id."""
+    """Neither while queued nor once the workers ran does a key or value hold a voter's Viber id."""
     users = [f"RawViberId{n}Zq8+/Kw==" for n in range(4)]
     for n, user in enumerate(users):
         vote = message_event(user, ["yes", "no"][n % 2], tracking_data="main")
@@ -419,7 +420,10 @@ def test_no_raw_viber_id_is_left_in_redis(
     assert post_callback(client, message_event(users[0], "no", tracking_data="main")).status_code == 200
     assert post_callback(client, message_event(users[1], "maybe", tracking_data="main")).status_code == 200
     before = _everything_stored(redis)
-    assert all(user.encode() in before for user in users)  # the reader does see ids while queued
+    assert [user for user in users if user.encode() in before] == []
+    queued = [f[b"to"] for _, f in redis.xrange(keys.VOTES_STREAM) + redis.xrange(keys.OUTBOX_STREAM)]
+    assert sorted({opened(to) for to in queued}) == sorted(users)
+    assert all(to in before for to in queued)  # the reader does see the sealed ids while queued
     assert tally.drain(rt, "t") == 4
     totals = sender.drain(rt, viber, "t")
     assert totals["sent"] == 6

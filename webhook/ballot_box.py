@@ -11,6 +11,7 @@ from webhook import keys
 from webhook.kick import KICK_TTL_MS, Stage, kick
 from webhook.polls import Poll, PollStatus
 from webhook.scripts import Scripts
+from webhook.sealing import SealedReceiver
 
 PHONE_LINK_TTL_S = 30 * 24 * 3600
 """How long a verified phone number stays linked to a Viber voter (seconds)."""
@@ -46,7 +47,7 @@ class BallotBox:
         option_index: int,
         *,
         message_token: int,
-        receiver: str,
+        receiver: SealedReceiver,
         language: str,
         now: float | None = None,
     ) -> CastOutcome:

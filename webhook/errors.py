@@ -23,3 +23,7 @@ class BadCallback(VoteError):
 
 class ViberApiError(VoteError):
     """Viber's REST API refused a request or could not be reached."""
+
+
+class UnreadableReceiver(VoteError):
+    """A sealed Viber id does not open with this service's secret."""

@@ -1,7 +1,7 @@
 """The outbox: replies waiting to be sent to voters, their retries and dead letters.
 
 An outbox entry is a flat map of short fields:
-  k  ReplyKind value      to receiver's Viber id (kept only until the reply is sent)
+  k  ReplyKind value      to receiver's Viber id, sealed (kept only until the reply is sent)
   p  poll id              l  voter's language        n  send attempts so far
   r  receipt code (confirmations)                    o  option id (confirmations)
 """
@@ -17,6 +17,7 @@ from redis import Redis
 from webhook import keys
 from webhook.kick import KICK_TTL_MS, Stage, kick
 from webhook.scripts import Scripts
+from webhook.sealing import SealedReceiver
 
 SEEN_TTL_S = 3600
 """Viber retries an unanswered callback for about an hour; remember its token that long."""
@@ -59,7 +60,7 @@ class Outbox:
         self,
         kind: ReplyKind,
         *,
-        receiver: str,
+        receiver: SealedReceiver,
         poll_id: str,
         language: str,
         voter: bytes,

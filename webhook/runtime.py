@@ -12,6 +12,7 @@ from webhook.config import Config
 from webhook.outbox import Outbox
 from webhook.polls import PollBook, load_polls
 from webhook.scripts import Scripts
+from webhook.sealing import ReceiverSeal
 
 REDIS_SOCKET_TIMEOUT_S = 2.0
 REDIS_CONNECT_TIMEOUT_S = 1.0
@@ -27,6 +28,7 @@ class Runtime:
     polls: PollBook
     ballot_box: BallotBox
     outbox: Outbox
+    seal: ReceiverSeal
 
     @classmethod
     def build(cls, config: Config) -> Runtime:
@@ -39,6 +41,7 @@ class Runtime:
             polls=load_polls(config.poll_file),
             ballot_box=BallotBox(connection=redis, scripts=scripts),
             outbox=Outbox(connection=redis, scripts=scripts),
+            seal=ReceiverSeal(config.voter_id_secret),
         )
 
 

@@ -74,11 +74,12 @@ def _on_message(rt: Runtime, event: MessageEvent, now: float) -> None:
     """Cast the vote a message names, or queue the reply it deserves."""
     poll = rt.polls.find(event.tracking_data) or rt.polls.current(now)
     viber_voter = voter_key(rt.config.voter_id_secret, IdentityKind.VIBER, event.sender.id)
+    receiver = rt.seal.seal(event.sender.id)
 
     def reply(kind: ReplyKind, receipt: str | None = None) -> None:
         rt.outbox.queue_reply(
             kind,
-            receiver=event.sender.id,
+            receiver=receiver,
             poll_id=poll.id,
             language=language_of(event.sender.language),
             voter=viber_voter,
@@ -111,7 +112,7 @@ def _on_message(rt: Runtime, event: MessageEvent, now: float) -> None:
         voter,
         option,
         message_token=event.message_token,
-        receiver=event.sender.id,
+        receiver=receiver,
         language=language_of(event.sender.language),
         now=now,
     )

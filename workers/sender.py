@@ -14,6 +14,7 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from webhook import keys, messages
+from webhook.errors import UnreadableReceiver
 from webhook.identity import parse_receipt
 from webhook.kick import Stage, kick
 from webhook.ledger import receipt_counted
@@ -156,8 +157,12 @@ def render(rt: Runtime, fields: dict[bytes, bytes]) -> dict[str, Any] | SendResu
         kind = None
     if poll is None or kind is None or not entry.get("to"):
         return SendResult(SendStatus.DEAD, "unknown poll or reply kind")
+    try:
+        receiver = rt.seal.open(entry["to"])
+    except UnreadableReceiver as exc:
+        return SendResult(SendStatus.DEAD, f"receiver unreadable: {exc}")
     facts = look_up_facts(rt, poll, kind, entry)
-    return {"receiver": entry["to"], **messages.reply(poll, kind, entry, rt.config.bot_name, facts)}
+    return {"receiver": receiver, **messages.reply(poll, kind, entry, rt.config.bot_name, facts)}
 
 
 def look_up_facts(rt: Runtime, poll: Poll, kind: ReplyKind, entry: dict[str, str]) -> messages.Facts:

@@ -30,8 +30,12 @@ OPTIONS = ("yes", "no", "abstain")
 
 @pytest.fixture
 def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test alone, with appendonly yes and appendfsync always."""
-    with RedisServer(tmp_path / "redis-aof", appendonly=True, appendfsync="always") as server:
+    """A redis-server of this test alone, with appendonly yes and appendfsync always.
+
+    Strings are written uncompressed, so a search of its files (the privacy test) finds them.
+    """
+    extra = {"rdbcompression": "no"}
+    with RedisServer(tmp_path / "redis-aof", appendonly=True, appendfsync="always", extra=extra) as server:
         yield server
 
 

@@ -1,31 +1,35 @@
-"""A flooded chat, Viber timing out, and what a run leaves in Redis and in the logs."""
+"""A flooded chat, Viber timing out, and what a run leaves in Redis, its files and the logs."""
 
 from __future__ import annotations
 
+import json
 import time
 
 from redis import Redis
 
 from bench.fake_viber import FakeViber
+from bench.redis_server import RedisServer
 from bench.stack import Stack
 from tests.conftest import (
     BOT_TOKEN,
     OPERATOR_TOKEN,
     VOTER_ID_SECRET,
     message_event,
+    opened,
     post_callback,
     post_live,
 )
 from tests.faults.conftest import pipeline_idle, wait_until
 from webhook import keys
 from webhook.runtime import Runtime
+from webhook.sealing import SEAL_PREFIX
 from webhook.viber_client import AsyncViberClient
 from workers import sender, tally
 
 
 def outbox_receivers(redis: Redis) -> list[str]:
     """Receivers of the replies waiting in the outbox."""
-    return [fields[b"to"].decode() for _, fields in redis.xrange(keys.OUTBOX_STREAM)]
+    return [opened(fields[b"to"]) for _, fields in redis.xrange(keys.OUTBOX_STREAM)]
 
 
 def test_flooding_one_chat_cannot_crowd_out_others(
@@ -85,8 +89,12 @@ def redis_dump(redis: Redis) -> bytes:
     return b"\n".join(dump)
 
 
-def test_no_id_phone_or_token_in_redis_or_logs(stack: Stack, redis: Redis, fake_viber: FakeViber):
-    """After votes, a phone verification, a bad signature and replies: only keyed hashes remain."""
+def test_no_id_phone_or_token_in_redis_its_files_or_logs(
+    aof_stack: Stack, aof_redis: RedisServer, fake_viber: FakeViber
+):
+    """After votes, a phone verification, replies and a dead letter: Redis, its append-only file
+    and every log hold only keyed hashes and sealed ids."""
+    stack, redis = aof_stack, aof_redis.client(socket_timeout=5)
     voters = [f"privacy-voter-{i:03d}" for i in range(20)]
     for voter in voters:
         assert post_live(stack, message_event(voter, "yes"))[0] == 200
@@ -99,10 +107,23 @@ def test_no_id_phone_or_token_in_redis_or_logs(stack: Stack, redis: Redis, fake_
     assert post_live(stack, message_event(phone_user, "yes", tracking_data="phone"))[0] == 200
     fake_viber.wait_for_messages(len(voters) + 4, timeout_s=20)
     wait_until(lambda: pipeline_idle(redis), 20, "the pipeline to drain")
+    fake_viber.fail_next(1, viber_status=3)
+    assert post_live(stack, message_event("privacy-dead-letter", "no"))[0] == 200
+    wait_until(lambda: redis.llen(keys.OUTBOX_DEAD) == 1, 20, "the reply to be dead-lettered")
 
-    everything = redis_dump(redis) + b"\n".join(p.read_bytes() for p in stack.log_dir.glob("*.log"))
+    files = [p for p in aof_redis.directory.rglob("*") if p.is_file() and not p.name.endswith(".log")]
+    on_disk = b"\n".join(p.read_bytes() for p in files)
+    assert b"XADD" in on_disk and keys.VOTES_STREAM.encode() in on_disk, (
+        "the append-only file holds the votes"
+    )
+    logs = b"\n".join(p.read_bytes() for p in stack.log_dir.glob("*.log"))
+    everything = b"\n".join([redis_dump(redis), on_disk, logs])
     assert b"privacy-voter" in b"".join(str(m).encode() for m in fake_viber.sent_messages())
-    secrets = [*voters, phone_user, phone, phone[1:], BOT_TOKEN, OPERATOR_TOKEN, VOTER_ID_SECRET]
-    leaked = [s for s in secrets if s.encode() in everything]
-    assert leaked == [], f"found in Redis or logs: {leaked}"
+    secrets = [*voters, "privacy-dead-letter", phone_user, phone, phone[1:], BOT_TOKEN, OPERATOR_TOKEN]
+    leaked = [s for s in [*secrets, VOTER_ID_SECRET] if s.encode() in everything]
+    assert leaked == [], f"found in Redis, its files or logs: {leaked}"
+    assert SEAL_PREFIX.encode() in on_disk
     assert redis.hgetall(keys.counts("phone")) == {b"yes": b"1"}
+    [dead] = redis.lrange(keys.OUTBOX_DEAD, 0, -1)
+    assert opened(json.loads(dead)["to"]) == "privacy-dead-letter"
+    redis.close()

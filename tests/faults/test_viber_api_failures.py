@@ -15,7 +15,7 @@ from redis import Redis
 
 from bench.fake_viber import FakeViber
 from bench.stack import ROOT, Stack
-from tests.conftest import message_event, post_live
+from tests.conftest import message_event, opened, post_live
 from tests.faults.conftest import (
     PollingThread,
     assert_ledger_consistent,
@@ -52,7 +52,7 @@ class ParkedWatcher(PollingThread):
 
     def retried(self, receiver: str) -> list[tuple[dict[str, Any], float]]:
         """(entry, seconds until due when first seen) of a receiver's parked replies."""
-        return [(e, d) for e, d in self.retry if e.get("to") == receiver]
+        return [(e, d) for e, d in self.retry if opened(e["to"]) == receiver]
 
 
 def vote(stack: Stack, user: str, option: str = "yes") -> None:
@@ -134,14 +134,14 @@ def test_viber_failures_retried_dead_lettered_replayed_or_dropped(
     [(refused, _)] = watcher.retried("refused")
     assert refused["n"] == "1" and refused["why"].startswith("transport")
     [dead] = watcher.dead
-    assert (dead["to"], dead["n"]) == ("refused", str(len(RETRY_DELAYS_S) + 1))
+    assert (opened(dead["to"]), dead["n"]) == ("refused", str(len(RETRY_DELAYS_S) + 1))
     assert dead["why"].startswith("transport") and dead["r"] == refused["r"]
     assert replayed.returncode == 0 and "replayed 1 replies" in replayed.stdout, replayed.stderr
     [replayed_message] = fake_viber.messages_to("refused")
     assert refused["r"] in replayed_message["text"]
     for gone in ("gone-5", "gone-6"):
         assert sends_to(fake_viber, gone) == 1 and fake_viber.messages_to(gone) == []
-        assert watcher.retried(gone) == [] and all(d["to"] != gone for d in watcher.dead)
+        assert watcher.retried(gone) == [] and all(opened(d["to"]) != gone for d in watcher.dead)
     assert redis.llen(keys.OUTBOX_DEAD) == 0
     assert Counter(m["receiver"] for m in fake_viber.sent_messages()) == Counter(
         {"five-hundreds": 1, "too-many": 1, "refused": 1}
