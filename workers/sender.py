@@ -51,6 +51,9 @@ HOLD_EVERY_S = 0.5
 """How often a running drain renews its kick flag (well within KICK_TTL_MS)."""
 RETRY_DELAYS_S = (2, 10, 60, 300, 900, 1800)
 """Wait before each further attempt (seconds); after the last, the reply is dead-lettered."""
+MOVE_DUE_EVERY_S = 1.0
+"""How often a running drain puts due retries back itself (seconds): during a burst the sweep,
+queued behind the tally job, can be late by that job's whole budget."""
 
 
 def drain_outbox() -> Counter[str]:
@@ -74,7 +77,7 @@ def drain(
     in_flight: dict[Future[SendResult], Entry] = {}
     completed: SimpleQueue[Future[SendResult]] = SimpleQueue()
     totals: Counter[str] = Counter()
-    hold_again_at = 0.0
+    hold_again_at = move_due_at = 0.0
     while True:
         room = SEND_CONCURRENCY - len(in_flight)
         accepting = time.monotonic() < deadline
@@ -82,6 +85,9 @@ def drain(
             if time.monotonic() >= hold_again_at:
                 reader.hold_kick()
                 hold_again_at = time.monotonic() + HOLD_EVERY_S
+            if time.monotonic() >= move_due_at:
+                rt.outbox.move_due_retries()
+                move_due_at = time.monotonic() + MOVE_DUE_EVERY_S
             block_ms = (int(idle_s * 1000) or None) if not in_flight else None
             entries = reader.read(min(room, BATCH_SIZE), block_ms=block_ms)
             if not entries and not in_flight:

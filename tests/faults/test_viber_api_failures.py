@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -157,3 +158,31 @@ def test_viber_failures_retried_dead_lettered_replayed_or_dropped(
         dropped=2,
         dead_lettered_then_replayed=1,
     )
+
+
+def test_due_retry_goes_out_during_a_burst_without_waiting_for_the_sweep(
+    stack: Stack, redis: Redis, fake_viber: FakeViber
+) -> None:
+    """While replies keep coming, the running send job itself re-sends a parked reply once due.
+
+    The sweep, which otherwise moves due retries back, runs on the tally queue and waits behind a
+    long drain job during a burst; here the tally worker is frozen so that no sweep runs at all.
+    """
+    stack.send_signal("tally", signal.SIGSTOP)
+    try:
+        fake_viber.fail_next(1, viber_status=12)  # too many requests: parked at once, no quick retry
+        assert post_live(stack, message_event("parked-in-burst", "maybe", tracking_data="main"))[0] == 200
+        wait_until(lambda: redis.zcard(keys.OUTBOX_RETRY) == 1, 10, "the reply to be parked")
+        parked_at = time.monotonic()
+        flooders = iter(range(1000))
+        while not fake_viber.messages_to("parked-in-burst"):
+            assert time.monotonic() - parked_at < RETRY_DELAYS_S[0] + 4, "the due retry was not sent"
+            user = f"burst-helped-{next(flooders)}"
+            assert post_live(stack, message_event(user, "maybe", tracking_data="main"))[0] == 200
+            time.sleep(0.1)
+        delivered_after_s = time.monotonic() - parked_at
+        assert delivered_after_s >= RETRY_DELAYS_S[0] - 0.5
+        assert redis.zcard(keys.OUTBOX_RETRY) == 0
+    finally:
+        stack.send_signal("tally", signal.SIGCONT)
+    print(f"\n[reliability] due retry in a burst: delivered_after_s={delivered_after_s:.1f}")
