@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: chromium run test lint format bench bench-memory translations clean
+.PHONY: chromium run test lint format bench bench-memory bench-distant translations clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench: $(STAMP)  ## Throughput benchmark against baselines; writes BENCHMARKS.md
 
 bench-memory: $(STAMP)  ## Redis bytes per vote for 1,000,000 votes
 	$(PY) -m bench.memory $(BENCH_ARGS)
+
+bench-distant: $(STAMP)  ## The web process when Viber is a round trip away: sync vs gthread workers
+	$(PY) -m bench.distant $(BENCH_ARGS)
 
 translations: $(STAMP)  ## Re-extract the bot's messages and merge them into the ru/be catalogues
 	$(VENV)/bin/pybabel extract -F babel.cfg --no-location --omit-header -o webhook/translations/messages.pot .

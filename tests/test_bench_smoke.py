@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from bench import distant
 from bench.loadgen import Kind, Plan
 from bench.memory import measure
 from bench.run import Observed, Settings, measure_pipeline, verify, write_section
@@ -103,3 +104,11 @@ def test_memory_smoke_counts_bytes_per_vote(tmp_path: Path) -> None:
         "vv:poll:negotiations-2021:voters:*",
         "vv:poll:negotiations-2021:ballots:*",
     }
+
+
+def test_distant_clients_smoke_run_answers_every_callback(tmp_path: Path) -> None:
+    """bench.distant runs the web process and counts answered callbacks, none failing."""
+    case = distant.Case("sync (Procfile default)", "", rtt_s=0.01, keepalive=True)
+    result = distant.measure(case, clients=2, seconds=0.5, workdir=tmp_path)
+    assert result.errors == 0 and result.rate > 0
+    assert distant.rows([result])[0][4] == "1.00"
