@@ -6,7 +6,11 @@ import tempfile
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
-worker_class = "sync"
+worker_class = "gthread"
+threads = int(os.environ.get("WEB_THREADS", "16"))
+"""Threads per worker. A kept-alive connection waits in the worker's poller, not in a thread, and a
+client closing slowly holds one thread, not the whole worker: with Viber a round trip away, sync
+workers answer only WEB_CONCURRENCY / round trip callbacks per second (`make bench-distant`)."""
 keepalive = 5
 timeout = 30
 graceful_timeout = 10

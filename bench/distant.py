@@ -4,8 +4,8 @@ gunicorn's sync worker closes the connection after every response and then waits
 client's FIN before it takes the next request (gunicorn 27, util.close_graceful). On the same
 host that costs nothing; with Viber (or a CDN) a round trip away it costs each callback a round
 trip of a worker's time. Here every client waits one simulated round trip before its FIN, or
-before its next request on a kept-alive connection, and the web process runs as the Procfile
-says: sync (the baseline) or gthread via GUNICORN_CMD_ARGS, the setting an operator would use.
+before its next request on a kept-alive connection. The web process runs as the Procfile says
+(gthread workers, gunicorn.conf.py) and, as the baseline, with sync workers (GUNICORN_CMD_ARGS).
 """
 
 from __future__ import annotations
@@ -30,19 +30,19 @@ from bench.run import (
     REPORT,
     WEBHOOK_PATH,
     Settings,
-    _descendants,
-    _proc_cpu_s,
     code_state,
     deployment_env,
+    descendants,
     describe_code,
     machine,
+    proc_cpu_s,
     running_stack,
     table,
     write_section,
 )
 
-GTHREAD_ARGS = "--worker-class gthread --threads 16"
-"""What README tells an operator to set in GUNICORN_CMD_ARGS when no proxy sits on the same host."""
+SYNC_ARGS = "--worker-class sync"
+"""The baseline: gunicorn's one-connection-at-a-time worker, via GUNICORN_CMD_ARGS."""
 TOKEN_BASE = 5_400_000_000_000_000_000
 READ_TIMEOUT_S = 10.0
 
@@ -55,6 +55,7 @@ class Case:
     gunicorn_args: str
     rtt_s: float
     keepalive: bool
+    baseline: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,10 @@ def client(index: int, clients: int, port: int, case: Case, stop: threading.Even
             status, closing = read_response(sock)
         except OSError:
             done[index * 2 + 1] += 1
+            if sock is not None:
+                sock.close()
             sock = None
+            time.sleep(case.rtt_s or 0.01)
             continue
         done[index * 2] += status == 200
         voter += clients
@@ -134,8 +138,8 @@ def measure(case: Case, *, clients: int, seconds: float, workdir: Path) -> Resul
         env = deployment_env(Settings(workdir=workdir), redis_server.url, "http://127.0.0.1:9")
         env["GUNICORN_CMD_ARGS"] = case.gunicorn_args
         with running_stack(env, Path(scratch) / "logs", {"web": "gunicorn wsgi:app"}) as stack:
-            pids = _descendants([p.pid for p in stack.processes["web"]])
-            cpu_before = sum(_proc_cpu_s(pid) for pid in pids)
+            pids = descendants([p.pid for p in stack.processes["web"]])
+            cpu_before = sum(proc_cpu_s(pid) for pid in pids)
             stop, done = threading.Event(), [0] * (2 * clients)
             threads = [
                 threading.Thread(target=client, args=(i, clients, stack.port, case, stop, done), daemon=True)
@@ -149,25 +153,25 @@ def measure(case: Case, *, clients: int, seconds: float, workdir: Path) -> Resul
             for thread in threads:
                 thread.join(READ_TIMEOUT_S)
             wall = time.monotonic() - started
-            cpu = sum(_proc_cpu_s(pid) for pid in pids) - cpu_before
+            cpu = sum(proc_cpu_s(pid) for pid in pids) - cpu_before
     answered = sum(done[0::2])
     return Result(case, answered / wall, 1000 * cpu / max(1, answered), sum(done[1::2]))
 
 
 def cases(rtts_ms: list[float]) -> list[Case]:
-    """Sync (baseline) and gthread, at each round trip; gthread with clients that keep alive or close."""
+    """Sync (baseline) and the Procfile's gthread at each round trip; clients keep alive or close."""
     found = []
     for rtt_ms in rtts_ms:
         rtt = rtt_ms / 1000
-        found.append(Case("sync (Procfile default)", "", rtt, keepalive=True))
-        found.append(Case("gthread, clients keep alive", GTHREAD_ARGS, rtt, keepalive=True))
-        found.append(Case("gthread, clients close", GTHREAD_ARGS, rtt, keepalive=False))
+        found.append(Case("sync workers", SYNC_ARGS, rtt, keepalive=True, baseline=True))
+        found.append(Case("gthread (Procfile), clients keep alive", "", rtt, keepalive=True))
+        found.append(Case("gthread (Procfile), clients close", "", rtt, keepalive=False))
     return found
 
 
 def rows(results: list[Result]) -> list[list[str]]:
     """One table row per result, with its ratio to the sync baseline at the same round trip."""
-    baseline = {r.case.rtt_s: r.rate for r in results if not r.case.gunicorn_args}
+    baseline = {r.case.rtt_s: r.rate for r in results if r.case.baseline}
     out = []
     for r in results:
         reference = baseline.get(r.case.rtt_s)
@@ -216,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             "Machine: " + ", ".join(f"{k} {v}" for k, v in machine().items()),
             f"Setup: the web process alone (WEB_CONCURRENCY 4, Redis appendonly yes, appendfsync always), "
             f"{args.clients} client threads in this process, each waiting one round trip before its FIN "
-            f'or its next request; gthread is `GUNICORN_CMD_ARGS="{GTHREAD_ARGS}"`; '
-            f"{args.seconds:.0f} s a case.",
+            f'or its next request; sync is `GUNICORN_CMD_ARGS="{SYNC_ARGS}"`, gthread is gunicorn.conf.py '
+            f"(16 threads a worker); {args.seconds:.0f} s a case.",
             "",
             text,
         ]

@@ -18,6 +18,7 @@ import os
 import platform
 import re
 import resource
+import runpy
 import shlex
 import shutil
 import subprocess
@@ -256,7 +257,7 @@ def fake_viber(settings: Settings) -> Iterator[FakeViber]:
         yield fake
 
 
-def _proc_cpu_s(pid: int) -> float:
+def proc_cpu_s(pid: int) -> float:
     """CPU seconds of a process and its reaped children, from /proc (0 if it is gone)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -266,7 +267,7 @@ def _proc_cpu_s(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def _descendants(roots: list[int]) -> list[int]:
+def descendants(roots: list[int]) -> list[int]:
     """The processes and all their live descendants."""
     parents: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -295,10 +296,10 @@ def cpu_snapshot(stack: Stack, redis_server: RedisServer | None) -> dict[str, fl
     usage = resource.getrusage(resource.RUSAGE_SELF)
     snapshot = {MACHINE: machine_busy_s(), "bench (fake Viber, monitor)": usage.ru_utime + usage.ru_stime}
     for name, processes in stack.processes.items():
-        pids = _descendants([p.pid for p in processes])
-        snapshot[name] = sum(_proc_cpu_s(pid) for pid in pids)
+        pids = descendants([p.pid for p in processes])
+        snapshot[name] = sum(proc_cpu_s(pid) for pid in pids)
     if redis_server is not None and redis_server.pid is not None:
-        snapshot["redis"] = _proc_cpu_s(redis_server.pid)
+        snapshot["redis"] = proc_cpu_s(redis_server.pid)
     return snapshot
 
 
@@ -523,18 +524,19 @@ def verify(plan: Plan, statuses: Mapping[int, int], seen: Observed) -> list[Chec
 # Baselines
 
 
-def measure_floor(settings: Settings, requests: int) -> tuple[LoadResult, dict[str, float]]:
+def measure_floor(settings: Settings, requests: int, phase: str) -> tuple[LoadResult, dict[str, float]]:
     """Requests per second of a Flask endpoint that only answers 200, under the same gunicorn."""
     environ = {"WEB_CONCURRENCY": str(settings.web_concurrency)}
     commands = {"web": "gunicorn bench.baselines:floor_app"}
-    with running_stack(environ, phase_dir(settings, "floor") / "logs", commands) as stack:
-        settings.say(f"floor: {requests} requests as fast as possible")
+    with running_stack(environ, phase_dir(settings, f"floor-{phase}") / "logs", commands) as stack:
+        settings.say(f"floor ({phase} the pipeline): {requests} requests as fast as possible")
         target = Target(stack.base_url + WEBHOOK_PATH, BOT_TOKEN, settings.processes, settings.connections)
         before: dict[str, float] = {}
         load = loadgen.run(
             Plan(requests, seed=requests), target, lambda: before.update(cpu_snapshot(stack, None))
         )
         after = cpu_snapshot(stack, None)
+    settings.say(f"  {load.rate:,.0f} requests/s")
     return load, cpu_used(before, after, load)
 
 
@@ -668,15 +670,16 @@ def figures(
 
 
 def baseline_checks(
-    floor: tuple[LoadResult, dict[str, float]] | None,
+    floors: Mapping[str, tuple[LoadResult, dict[str, float]]],
     naive: NaiveRun | None,
     sync: tuple[LoadResult, int] | None,
 ) -> list[Check]:
     """The baselines did what they are meant to, so their figures mean something."""
     checks = []
-    if floor is not None:
+    for phase, floor in floors.items():
         statuses = floor[0].statuses()
-        checks.append(Check("floor: every request answered 200", set(statuses) == {200}, str(dict(statuses))))
+        name = f"floor ({phase} the pipeline): every request answered 200"
+        checks.append(Check(name, set(statuses) == {200}, str(dict(statuses))))
     if naive is not None:
         statuses = naive.load.statuses()
         checks.append(
@@ -827,6 +830,18 @@ def write_section(path: Path, heading: str, text: str) -> None:
     path.write_text(content.rstrip() + "\n")
 
 
+def gunicorn_setup(workers: int) -> str:
+    """How gunicorn runs the web processes: gunicorn.conf.py, and GUNICORN_CMD_ARGS if set."""
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    text = f"gunicorn {workers} {conf['worker_class']} workers"
+    if conf["worker_class"] == "gthread":
+        text += f" × {conf['threads']} threads"
+    text += " (gunicorn.conf.py)"
+    if os.environ.get("GUNICORN_CMD_ARGS"):
+        text += f", GUNICORN_CMD_ARGS={os.environ['GUNICORN_CMD_ARGS']!r}"
+    return text
+
+
 def report(
     settings: Settings,
     argv: list[str],
@@ -846,7 +861,7 @@ def report(
         f"Code: {code}",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
         f"Setup: Redis appendonly {'yes, appendfsync always' if settings.aof else 'no'}; "
-        f"gunicorn {settings.web_concurrency} sync workers (gunicorn.conf.py); Procfile processes {scale}; "
+        f"{gunicorn_setup(settings.web_concurrency)}; Procfile processes {scale}; "
         f"fake Viber latency {settings.viber_latency_s * 1000:.0f} ms; load generator "
         f"{settings.processes} processes × {settings.connections} connections on the same machine; "
         f"{settings.duplicate_share:.0%} of voters vote twice, "
@@ -910,16 +925,14 @@ def main(argv: list[str] | None = None) -> int:
         retry_share=args.retries,
         scale={name: int(n) for name, n in (item.split("=", 1) for item in args.scale)},
     )
-    floors: list[tuple[LoadResult, dict[str, float]]] = []
-    floor = naive = sync = None
+    floors: dict[str, tuple[LoadResult, dict[str, float]]] = {}
+    naive = sync = None
     if not args.no_baselines:
-        floors.append(measure_floor(settings, args.floor_requests))
-        settings.say(f"  {floors[0][0].rate:,.0f} requests/s, statuses {dict(floors[0][0].statuses())}")
+        floors["before"] = measure_floor(settings, args.floor_requests, "before")
     main_run = measure_pipeline(settings, "pipeline", args.votes)
     if not args.no_baselines:
-        floors.append(measure_floor(settings, args.floor_requests))
-        settings.say(f"  {floors[1][0].rate:,.0f} requests/s, statuses {dict(floors[1][0].statuses())}")
-        floor = max(floors, key=lambda measured: measured[0].rate)
+        floors["after"] = measure_floor(settings, args.floor_requests, "after")
+    floor = max(floors.values(), key=lambda measured: measured[0].rate) if floors else None
     runs = [main_run]
     paced = None
     if not args.no_rate:
@@ -930,13 +943,12 @@ def main(argv: list[str] | None = None) -> int:
         settings.say(f"  {naive.counted} counted, {_rate(naive.end_to_end_rate, 'votes/s')}")
         sync = measure_sync(settings, args.sync_requests)
         settings.say(f"  {sync[0].rate:,.0f} callbacks/s, {sync[1]} replies delivered")
-    extra = [check for measured in floors for check in baseline_checks(measured, None, None)]
-    extra += baseline_checks(None, naive, sync)
+    extra = baseline_checks(floors, naive, sync)
     for check in extra:
         settings.say("  " + check.line())
     rows = figures(main_run, paced, floor, naive, sync[0] if sync else None, args.rate)
     if len(floors) == 2:
-        both = " / ".join(f"{measured[0].rate:,.0f}" for measured in floors)
+        both = " / ".join(f"{measured[0].rate:,.0f}" for measured in floors.values())
         rows.insert(1, Figure("floor before / after the pipeline (the faster is used)", f"{both} /s"))
     print()
     print(table([f.cells() for f in rows], ["figure", "value", "target", "ratio", "result"]))

@@ -8,16 +8,30 @@ import pytest
 from redis import Redis
 
 from bench.fake_viber import FakeViber
-from tests.conftest import VOTER_ID_SECRET, message_event, post_callback
+from tests.conftest import VOTER_ID_SECRET, message_event, next_token, post_callback
 from webhook import keys
 from webhook.errors import UnreadableReceiver
 from webhook.outbox import ReplyKind
 from webhook.runtime import Runtime
-from webhook.sealing import SEAL_PREFIX, ReceiverSeal
+from webhook.sealing import SEAL_PREFIX, ReceiverSeal, SealedReceiver
 from webhook.viber_client import AsyncViberClient
 from workers import sender
 
 VIBER_ID = "9bJG3D0bA2JhEl0UGqPxbw=="
+
+
+def queue_help(rt: Runtime, receiver: SealedReceiver) -> None:
+    """Queue a help reply to a stored receiver, as the webhook does for text that names no option."""
+    rt.outbox.queue_reply(
+        ReplyKind.HELP,
+        receiver=receiver,
+        poll_id="main",
+        language="en",
+        voter=receiver.encode()[-12:],
+        message_token=next_token(),
+        rate_limit=5,
+        rate_window_s=60,
+    )
 
 
 def test_sealed_id_opens_to_itself_and_hides_it() -> None:
@@ -45,9 +59,15 @@ def test_id_sealed_under_another_secret_or_damaged_is_refused() -> None:
             seal.open(damaged)
 
 
-def test_id_queued_before_sealing_is_sent_as_is() -> None:
-    """A reply queued by a version that stored ids in clear still reaches its voter."""
+def test_reply_queued_before_sealing_still_reaches_its_voter(
+    rt: Runtime, viber: AsyncViberClient, fake_viber: FakeViber
+) -> None:
+    """A reply that a version storing ids in clear queued is sent to that id after an upgrade."""
     assert ReceiverSeal(VOTER_ID_SECRET).open(VIBER_ID) == VIBER_ID
+    queue_help(rt, SealedReceiver("legacy-voter"))  # the id in clear, as the older web process left it
+    assert sender.drain(rt, viber, "t") == {"sent": 1}
+    [message] = fake_viber.messages_to("legacy-voter")
+    assert "To vote" in message["text"]
 
 
 def test_webhook_stores_only_sealed_ids(client, redis: Redis) -> None:  # type: ignore[no-untyped-def]
@@ -65,17 +85,7 @@ def test_unreadable_receiver_is_dead_lettered_not_sent(
     rt: Runtime, redis: Redis, viber: AsyncViberClient, fake_viber: FakeViber
 ) -> None:
     """A reply whose id no longer opens (the secret was changed) is parked as a dead letter, saying why."""
-    other = ReceiverSeal("the-secret-before-rotation-000")
-    rt.outbox.queue_reply(
-        ReplyKind.HELP,
-        receiver=other.seal("rotated-voter"),
-        poll_id="main",
-        language="en",
-        voter=b"v" * 12,
-        message_token=1,
-        rate_limit=5,
-        rate_window_s=60,
-    )
+    queue_help(rt, ReceiverSeal("the-secret-before-rotation-000").seal("rotated-voter"))
     assert redis.xlen(keys.OUTBOX_STREAM) == 1
     assert sender.drain(rt, viber, "t") == {"dead": 1}
     assert fake_viber.requests == []

@@ -13,6 +13,8 @@ from concurrent.futures import Future
 from queue import Empty, SimpleQueue
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from webhook import keys, messages
 from webhook.errors import UnreadableReceiver
 from webhook.identity import parse_receipt
@@ -86,7 +88,7 @@ def drain(
                 reader.hold_kick()
                 hold_again_at = time.monotonic() + HOLD_EVERY_S
             if time.monotonic() >= move_due_at:
-                rt.outbox.move_due_retries()
+                _move_due_retries(rt)
                 move_due_at = time.monotonic() + MOVE_DUE_EVERY_S
             block_ms = (int(idle_s * 1000) or None) if not in_flight else None
             entries = reader.read(min(room, BATCH_SIZE), block_ms=block_ms)
@@ -106,6 +108,14 @@ def drain(
     reader.hold_kick()
     kick(Stage.SEND, connection=redis)
     return totals
+
+
+def _move_due_retries(rt: Runtime) -> None:
+    """Requeue due retries; a failure is left to the sweep rather than ending sends in flight."""
+    try:
+        rt.outbox.move_due_retries()
+    except RedisError as exc:
+        log.warning("due retries not requeued by the send job (the sweep will): %s", type(exc).__name__)
 
 
 def _collect(
