@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import re
 import shlex
 import socket
 import sys
@@ -41,8 +42,9 @@ from bench.run import (
     write_section,
 )
 
-SYNC_ARGS = "--worker-class sync"
-"""The baseline: gunicorn's one-connection-at-a-time worker, via GUNICORN_CMD_ARGS."""
+SYNC_ARGS = "--worker-class sync --threads 1"
+"""The baseline: gunicorn's one-connection-at-a-time worker, via GUNICORN_CMD_ARGS (with more than
+one thread, gunicorn silently runs gthread instead of sync)."""
 TOKEN_BASE = 5_400_000_000_000_000_000
 READ_TIMEOUT_S = 10.0
 
@@ -66,6 +68,8 @@ class Result:
     rate: float
     cpu_ms: float
     errors: int
+    worker_class: str
+    """What gunicorn's log says it ran, so a setting it overrode does not go unnoticed."""
 
 
 def request_bytes(body: bytes, keepalive: bool) -> bytes:
@@ -154,8 +158,10 @@ def measure(case: Case, *, clients: int, seconds: float, workdir: Path) -> Resul
                 thread.join(READ_TIMEOUT_S)
             wall = time.monotonic() - started
             cpu = sum(proc_cpu_s(pid) for pid in pids) - cpu_before
+            used = re.search(r"Using worker: (\S+)", stack.log_tail("web", lines=500))
     answered = sum(done[0::2])
-    return Result(case, answered / wall, 1000 * cpu / max(1, answered), sum(done[1::2]))
+    worker_class = used.group(1) if used else "unknown"
+    return Result(case, answered / wall, 1000 * cpu / max(1, answered), sum(done[1::2]), worker_class)
 
 
 def cases(rtts_ms: list[float]) -> list[Case]:
@@ -180,6 +186,7 @@ def rows(results: list[Result]) -> list[list[str]]:
             [
                 f"{r.case.rtt_s * 1000:.0f} ms",
                 r.case.workers,
+                r.worker_class,
                 f"{r.rate:,.0f} /s",
                 f"{r.cpu_ms:.2f} ms",
                 ratio,
@@ -189,7 +196,15 @@ def rows(results: list[Result]) -> list[list[str]]:
     return out
 
 
-HEADER = ["round trip", "web process", "callbacks/s", "web CPU per callback", "vs sync", "errors"]
+HEADER = [
+    "round trip",
+    "web process",
+    "gunicorn ran",
+    "callbacks/s",
+    "web CPU per callback",
+    "vs sync",
+    "errors",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

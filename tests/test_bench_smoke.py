@@ -107,8 +107,9 @@ def test_memory_smoke_counts_bytes_per_vote(tmp_path: Path) -> None:
 
 
 def test_distant_clients_smoke_run_answers_every_callback(tmp_path: Path) -> None:
-    """bench.distant runs the web process and counts answered callbacks, none failing."""
+    """bench.distant runs the web process with the workers asked for and counts answered callbacks."""
     case = distant.Case("sync workers", distant.SYNC_ARGS, rtt_s=0.01, keepalive=True, baseline=True)
     result = distant.measure(case, clients=2, seconds=0.5, workdir=tmp_path)
     assert result.errors == 0 and result.rate > 0
-    assert distant.rows([result])[0][4] == "1.00"
+    assert result.worker_class == "sync"
+    assert distant.rows([result])[0][5] == "1.00"
