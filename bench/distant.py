@@ -11,8 +11,6 @@ before its next request on a kept-alive connection. The web process runs as the 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import re
 import shlex
 import socket
@@ -41,6 +39,7 @@ from bench.run import (
     table,
     write_section,
 )
+from webhook import signature
 
 SYNC_ARGS = "--worker-class sync --threads 1"
 """The baseline: gunicorn's one-connection-at-a-time worker, via GUNICORN_CMD_ARGS (with more than
@@ -74,10 +73,9 @@ class Result:
 
 def request_bytes(body: bytes, keepalive: bool) -> bytes:
     """A signed webhook request, as raw HTTP/1.1."""
-    digest = hmac.new(BOT_TOKEN.encode(), body, hashlib.sha256).hexdigest()
     head = (
         f"POST {WEBHOOK_PATH} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        f"X-Viber-Content-Signature: {digest}\r\nContent-Length: {len(body)}\r\n"
+        f"{signature.HEADER}: {signature.sign(BOT_TOKEN, body)}\r\nContent-Length: {len(body)}\r\n"
         f"Connection: {'keep-alive' if keepalive else 'close'}\r\n\r\n"
     )
     return head.encode() + body
