@@ -42,7 +42,7 @@ bench-distant: $(STAMP)  ## The web process when Viber is a round trip away: syn
 
 translations: $(STAMP)  ## Re-extract the bot's messages and merge them into the ru/be catalogues
 	$(VENV)/bin/pybabel extract -F babel.cfg --no-location --omit-header -o webhook/translations/messages.pot .
-	$(VENV)/bin/pybabel update -i webhook/translations/messages.pot -d webhook/translations --no-location --width 100
+	$(VENV)/bin/pybabel update -i webhook/translations/messages.pot -d webhook/translations --width 100
 
 clean:
 	rm -rf $(VENV) var test-artifacts

@@ -95,6 +95,14 @@ def viber(config: Config) -> Iterator[AsyncViberClient]:
 
 
 @pytest.fixture
+def chat(client, rt, fake_viber, viber):  # type: ignore[no-untyped-def]
+    """Start in-process chats with the app: chat(user_id, language=..., api_version=..., country=...)."""
+    from tests.support.viber_chat import Chat  # it builds on this module's callback helpers
+
+    return lambda user_id, **kw: Chat(client, rt, fake_viber, viber, user_id, **kw)
+
+
+@pytest.fixture
 def rt(config: Config, redis: Redis) -> Runtime:
     """A runtime like a worker process builds."""
     return Runtime.build(config)

@@ -19,6 +19,7 @@ from webhook.identity import (
     voter_key,
 )
 from webhook.ledger import EPOCH_S, pack_ballot, unpack_ballot
+from webhook.phones import ContactRefusal, PhoneNumber, SharedContact, judge_contact, parse_phone
 from webhook.polls import Option, Poll, PollStatus, load_polls
 
 TESTS_POLL_FILE = Path(__file__).parent / "polls.toml"
@@ -135,6 +136,9 @@ BAD_POLL_FILES = {
     "bad-toml": '[[polls]\nid = "p1"\n',
     "no-polls": 'title = "nothing"\n',
     "polls-not-tables": "polls = [1, 2]\n",
+    "country-not-two-letters": poll_toml(extra='allowed_countries = ["Belarus"]\n'),
+    "country-lower-case": poll_toml(extra='allowed_countries = ["by"]\n'),
+    "country-outside-codes": poll_toml(extra='allowed_country_codes = ["375"]\nallowed_countries = ["PL"]\n'),
 }
 
 
@@ -144,6 +148,57 @@ def test_invalid_poll_file_is_refused(tmp_path: Path, text: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(PollFileError, match=re.escape(str(path))):
         load_polls(path)
+
+
+def test_allowed_countries_given_or_derived_from_calling_codes(tmp_path: Path) -> None:
+    """allowed_countries is read as given, else derived from the calling codes by libphonenumber."""
+    [derived] = load_polls(write(tmp_path, poll_toml(extra='allowed_country_codes = ["375", "7"]\n'))).polls
+    assert derived.allowed_countries == ("BY", "RU", "KZ")
+    [given] = load_polls(write(tmp_path, poll_toml(extra='allowed_countries = ["BY"]\n'))).polls
+    assert given.allowed_countries == ("BY",)
+    [open_to_all] = load_polls(write(tmp_path, poll_toml())).polls
+    assert open_to_all.allowed_countries == ()
+
+
+@pytest.mark.parametrize(
+    ("raw", "e164", "region"),
+    [
+        ("+375 29 123-45-67", "+375291234567", "BY"),
+        ("375291234567", "+375291234567", "BY"),  # Telegram sends numbers without '+'
+        ("00375291234567", "+375291234567", "BY"),
+        ("+48 600 123 456", "+48600123456", "PL"),
+        ("+1 202 555 0123", "+12025550123", "US"),  # fixed or mobile: cannot be told apart
+    ],
+)
+def test_valid_mobile_numbers_parse(raw: str, e164: str, region: str) -> None:
+    """A valid mobile number comes out in E.164 with its region."""
+    assert parse_phone(raw) == PhoneNumber(e164, region)
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "+3751", "+375000000000", "+375 17 123-45-67", "+375 29 123-45-67-8", "phone", "+" + "1" * 80]
+)
+def test_invalid_or_non_mobile_numbers_are_refused(raw: str) -> None:
+    """Too short, impossible, a Minsk landline, too long, not digits: None."""
+    assert parse_phone(raw) is None
+
+
+@pytest.mark.parametrize(
+    ("contact", "allowed", "verdict"),
+    [
+        (SharedContact("+375291234567", account_country="BY"), ("BY",), PhoneNumber("+375291234567", "BY")),
+        (SharedContact("+375291234567", account_country="RU"), ("BY",), ContactRefusal.COUNTRY_MISMATCH),
+        (SharedContact("+375291234567", account_country=""), ("BY",), ContactRefusal.COUNTRY_MISMATCH),
+        (SharedContact("+48600123456", account_country="PL"), ("BY",), ContactRefusal.COUNTRY_NOT_ALLOWED),
+        (SharedContact("+48600123456", account_country="BY"), (), ContactRefusal.COUNTRY_MISMATCH),
+        (SharedContact("+375291234567", own_contact=True), ("BY",), PhoneNumber("+375291234567", "BY")),
+        (SharedContact("+375291234567", own_contact=False), ("BY",), ContactRefusal.NOT_OWN_CONTACT),
+        (SharedContact("+3751", account_country="BY"), ("BY",), ContactRefusal.INVALID_NUMBER),
+    ],
+)
+def test_judge_contact(contact: SharedContact, allowed: tuple[str, ...], verdict: object) -> None:
+    """What the messenger vouches for must agree with the number; the poll's countries must include it."""
+    assert judge_contact(contact, allowed) == verdict
 
 
 def test_missing_poll_file_is_refused(tmp_path: Path) -> None:

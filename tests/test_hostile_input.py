@@ -39,11 +39,11 @@ ALLOWED_STATUSES = {200, 400, 403, 413, 503}
 VOTE_WRITES = re.compile(
     rb"vv:poll:[a-z0-9][a-z0-9-]{0,39}:voters:[0-9a-f]{4}"
     rb"|vv:votes|vv:outbox|vv:kick:(?:tally|send)|vv:seen:[0-9]+|vv:rate:[0-9a-f]{24}|rq:.+"
-    rb"|vv:stats|vv:(?:phone|asked):[0-9a-f]{24}"
+    rb"|vv:stats|vv:poll:phone:accounts:[0-9a-f]{4}|vv:bind:(?:account|phone):viber:[0-9a-f]{4}"
 )
 """Every key the webhook may write for a well-formed, fresh message: the claim, the vote stream,
 a reply with its dedupe and rate keys, the RQ drain job a kick enqueues; and, per webhook/keys.py,
-the event counters and a phone poll's link/asked flags."""
+the event counters and a phone poll's account claims and phone bindings."""
 MAIN_OPTIONS = {"yes", "no", "abstain"}
 """Option ids of tests/polls.toml's open poll `main` (each label casefolds to its id)."""
 POLL_IDS = ("main", "future", "past", "phone", "secret")

@@ -53,7 +53,8 @@ def audit_summary(
         "ballots": ballots,
         "voters": voters,
         "pending": result.votes_pending,
-        "matches": result.recounted == result.counters and ballots == voters,
+        "accounts": result.accounts_claimed,
+        "matches": result.matches,
     }
 
 

@@ -13,9 +13,6 @@ from webhook.polls import Poll, PollStatus
 from webhook.scripts import Scripts
 from webhook.sealing import SealedReceiver
 
-PHONE_LINK_TTL_S = 30 * 24 * 3600
-"""How long a verified phone number stays linked to a Viber voter (seconds)."""
-PHONE_ASKED_TTL_S = 3600
 MESSAGE_TAG_MODULO = 4096
 """A message token is remembered in a claim as token mod 4096: enough to tell Viber's retry
 of the vote (same token) from a second tap (another token); a clash only skips one
@@ -30,6 +27,15 @@ class CastOutcome(StrEnum):
     DUPLICATE = "duplicate"
     NOT_OPEN = "not_open"
     CLOSED = "closed"
+
+
+class BindOutcome(StrEnum):
+    """What binding a shared number to an account did."""
+
+    BOUND = "bound"
+    SAME = "same"
+    OTHER_NUMBER = "other_number"
+    BOUND_ELSEWHERE = "bound_elsewhere"
 
 
 class BallotBox:
@@ -49,14 +55,21 @@ class BallotBox:
         message_token: int,
         receiver: SealedReceiver,
         language: str,
+        account: bytes | None = None,
         now: float | None = None,
     ) -> CastOutcome:
-        """Claim the voter and queue the vote atomically; kick a tally job when needed."""
+        """Claim the voter (and, in a phone poll, the account with it) and queue the vote atomically.
+
+        voter is the identity the ballot is stored under: the account, or in a phone poll the
+        number; account is then the messenger account that holds the number, claimed in the
+        same step so that neither can vote twice. A tally job is kicked when needed.
+        """
         now = time.time() if now is None else now
         outcome, must_kick = self.scripts.cast(
             keys=[
                 keys.state(poll.id),
                 keys.voters(poll.id, voter),
+                keys.accounts(poll.id, account) if account is not None else keys.voters(poll.id, voter),
                 keys.VOTES_STREAM,
                 keys.KICK_TALLY,
                 keys.STATS,
@@ -65,6 +78,7 @@ class BallotBox:
                 poll.scheduled_status(now).value,
                 keys.field(voter),
                 message_token % MESSAGE_TAG_MODULO,
+                keys.field(account) if account is not None else b"",
                 poll.id,
                 voter,
                 option_index,
@@ -100,14 +114,33 @@ class BallotBox:
         stored = {k.decode(): int(v) for k, v in raw.items()}
         return {option.id: stored.get(option.id, 0) for option in poll.options}
 
-    def phone_voter(self, viber_voter: bytes) -> bytes | None:
-        """The phone-number voter key this Viber voter verified, if any."""
-        return self.redis.get(keys.phone_link(viber_voter))
+    def phone_of(self, channel: str, account: bytes) -> bytes | None:
+        """The phone key an account of this messenger is bound to, if any.
 
-    def link_phone(self, viber_voter: bytes, phone_voter: bytes) -> None:
-        """Remember the phone-number identity a Viber voter shared."""
-        self.redis.set(keys.phone_link(viber_voter), phone_voter, ex=PHONE_LINK_TTL_S)
+        A link an older version made (a STRING with a TTL) is adopted as the first binding.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(keys.account_binding(channel, account), keys.field(account))
+        pipe.get(keys.legacy_phone_link(account))
+        bound, legacy = pipe.execute()
+        if bound is None and legacy is not None:
+            self._bind(channel, account, legacy, "adopt")
+            return legacy
+        return bound
 
-    def mark_phone_asked(self, viber_voter: bytes) -> bool:
-        """Note that the voter was asked for their phone; False if they already were."""
-        return bool(self.redis.set(keys.phone_asked(viber_voter), "1", nx=True, ex=PHONE_ASKED_TTL_S))
+    def bind_phone(self, channel: str, account: bytes, phone: bytes) -> BindOutcome:
+        """Bind an account to a number for good, unless either is bound to another already."""
+        self.phone_of(channel, account)  # an older version's link first becomes the binding
+        return self._bind(channel, account, phone, "bind")
+
+    def _bind(self, channel: str, account: bytes, phone: bytes, mode: str) -> BindOutcome:
+        """Run the binding script ("bind" or "adopt")."""
+        outcome = self.scripts.bind_phone(
+            keys=[
+                keys.account_binding(channel, account),
+                keys.phone_binding(channel, phone),
+                keys.legacy_phone_link(account),
+            ],
+            args=[keys.field(account), phone, keys.field(phone), account, mode],
+        )
+        return BindOutcome(outcome.decode())

@@ -60,6 +60,8 @@ def recount_command(poll_id: str | None) -> None:
             f"  {option_id:<20} ballots {votes:>10}  counter {result.counters.get(option_id, 0):>10}{mark}"
         )
     click.echo(f"  voters claimed {result.voters_claimed}, votes still queued {result.votes_pending}")
+    if result.accounts_claimed is not None:
+        click.echo(f"  accounts claimed with their numbers {result.accounts_claimed}")
     if not result.matches:
         raise click.ClickException("recount does not match the counters")
     click.echo("recount matches the counters")

@@ -43,6 +43,7 @@ from webhook import audit_log, keys, metrics
 from webhook.http_errors import error_response
 from webhook.kick import Stage
 from webhook.operator_auth import is_operator
+from webhook.phones import ContactRefusal
 from webhook.polls import Poll, PollStatus
 from webhook.runtime import EXTENSION, Runtime, runtime
 
@@ -449,6 +450,9 @@ def dashboard_state(rt: Runtime, poll: Poll, now: float) -> dict[str, Any]:
             "confirmations_retrying": retries,
             "dead_letters": dead,
             "workers": Worker.count(connection=redis),
+        },
+        "contacts_refused": {
+            reason.value: stats.get(keys.refused_contact_stat(reason.value), 0) for reason in ContactRefusal
         },
         "stats": stats,
         "audit": audit_log.recent(redis, AUDIT_SHOWN),

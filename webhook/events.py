@@ -10,6 +10,7 @@ from webhook.errors import BadCallback
 
 MAX_ID_CHARS = 128
 MAX_LANGUAGE_CHARS = 16
+COUNTRY_CHARS = 2
 DEFAULT_LANGUAGE = "en"
 MAX_UINT64 = 2**64 - 1
 
@@ -49,6 +50,8 @@ class Voter:
     id: str
     language: str
     api_version: int | None
+    country: str = ""
+    """The account's two-letter country, which follows the number it was registered with ("" if absent)."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,10 @@ def _voter(user: dict) -> Voter:
     api_version = user.get("api_version")
     if not isinstance(api_version, int) or isinstance(api_version, bool):
         api_version = None
-    return Voter(user_id, language, api_version)
+    country = user.get("country")
+    if not isinstance(country, str) or len(country) != COUNTRY_CHARS or not country.isascii():
+        country = ""
+    return Voter(user_id, language, api_version, country.upper())
 
 
 def _object(payload: dict, key: str) -> dict:

@@ -48,17 +48,3 @@ def parse_receipt(code: str) -> int | None:
 def receipt_number(key: bytes) -> int:
     """The 50-bit number behind a voter key's receipt code."""
     return int.from_bytes(key[:7], "big") >> (56 - RECEIPT_BITS)
-
-
-def normalise_phone(raw: str) -> str | None:
-    """A phone number as E.164 digits with '+' ("+375291234567"), or None if it is not one."""
-    cleaned = raw.strip()
-    for char in " -().":
-        cleaned = cleaned.replace(char, "")
-    if cleaned.startswith("+"):
-        cleaned = cleaned[1:]
-    elif cleaned.startswith("00"):
-        cleaned = cleaned[2:]
-    if not cleaned.isascii() or not cleaned.isdigit() or not 8 <= len(cleaned) <= 15 or cleaned[0] == "0":
-        return None
-    return f"+{cleaned}"

@@ -6,6 +6,8 @@ Per poll (POLL is the poll id from the poll file):
   vv:poll:POLL:minutes        HASH   Unix minute -> votes counted in it (the dashboard's chart)
   vv:poll:POLL:voters:HHHH    HASH   uniqueness claims: voter key bytes 2..11 -> message tag
   vv:poll:POLL:ballots:HHHH   HASH   stored ballots: voter key bytes 2..11 -> minute*64 + option
+  vv:poll:POLL:accounts:HHHH  HASH   phone polls: the messenger accounts that voted, claimed with
+                                     the number (account key bytes 2..11 -> message tag)
 HHHH is the hex of the voter key's first two bytes (65,536 small hashes per poll, so
 Redis keeps each in its compact listpack encoding).
 
@@ -16,13 +18,18 @@ Pipeline (shared by all polls):
   vv:outbox:dead              LIST   replies given up on, for an operator to replay
   vv:kick:tally, vv:kick:send STRING set while a drain job is queued or running
   vv:stats                    HASH   event counters: vote_duplicate, vote_retry, vote_closed,
-                                     vote_not_open, reply_limited, send_sent, send_retry, ...
+                                     vote_not_open, reply_limited, send_sent, send_retry,
+                                     contact_refused_REASON, ...
                                      (rejected callbacks are counted in Prometheus only: a
                                      refused request writes nothing to Redis)
   vv:seen:TOKEN               STRING a callback's message token, for an hour (dedupe)
   vv:rate:VOTERHEX            STRING replies triggered by one voter in the current window
-  vv:phone:VOTERHEX           STRING the phone-number voter key a Viber voter verified (30 days)
-  vv:asked:VOTERHEX           STRING set when the bot asked a voter for their phone (1 hour)
+  vv:bind:account:CH:HHHH     HASH   phone bindings, for good: account key bytes 2..11 -> the
+                                     phone key the account verified (CH: the messenger)
+  vv:bind:phone:CH:HHHH       HASH   the same bindings the other way: phone key bytes 2..11 ->
+                                     the one account of that messenger that holds the number
+  vv:phone:VOTERHEX           STRING a phone link made by an older version (30-day TTL): read as
+                                     the account's first binding, moved into vv:bind:account:...
 VOTERHEX is the hex of a keyed hash of the Viber id, never the id itself.
 """
 
@@ -40,6 +47,11 @@ OUTBOX_DEAD = f"{PREFIX}:outbox:dead"
 KICK_TALLY = f"{PREFIX}:kick:tally"
 KICK_SEND = f"{PREFIX}:kick:send"
 STATS = f"{PREFIX}:stats"
+
+
+def refused_contact_stat(reason: str) -> str:
+    """The vv:stats counter of contacts refused for one reason (a ContactRefusal value)."""
+    return f"contact_refused_{reason}"
 
 
 def counts(poll_id: str) -> str:
@@ -92,6 +104,26 @@ def voters_pattern(poll_id: str) -> str:
     return f"{PREFIX}:poll:{poll_id}:voters:*"
 
 
+def accounts(poll_id: str, account: bytes) -> str:
+    """The bucket of a phone poll's account claims holding this account."""
+    return f"{PREFIX}:poll:{poll_id}:accounts:{bucket(account)}"
+
+
+def accounts_pattern(poll_id: str) -> str:
+    """SCAN pattern matching every account-claim bucket of a poll."""
+    return f"{PREFIX}:poll:{poll_id}:accounts:*"
+
+
+def account_binding(channel: str, account: bytes) -> str:
+    """The bucket holding the phone key an account of this messenger is bound to."""
+    return f"{PREFIX}:bind:account:{channel}:{bucket(account)}"
+
+
+def phone_binding(channel: str, phone: bytes) -> str:
+    """The bucket holding the account of this messenger a phone key is bound to."""
+    return f"{PREFIX}:bind:phone:{channel}:{bucket(phone)}"
+
+
 def seen(message_token: int) -> str:
     """Marks a callback's message token as handled."""
     return f"{PREFIX}:seen:{message_token}"
@@ -102,11 +134,6 @@ def rate(voter: bytes) -> str:
     return f"{PREFIX}:rate:{voter.hex()}"
 
 
-def phone_link(viber_voter: bytes) -> str:
-    """The phone-number identity a Viber voter verified."""
+def legacy_phone_link(viber_voter: bytes) -> str:
+    """A phone link an older version made (STRING, 30-day TTL): the account's first binding."""
     return f"{PREFIX}:phone:{viber_voter.hex()}"
-
-
-def phone_asked(viber_voter: bytes) -> str:
-    """Marks that the bot asked this voter to share their phone number."""
-    return f"{PREFIX}:asked:{viber_voter.hex()}"

@@ -36,12 +36,20 @@ class Recount:
     counters: dict[str, int]
     voters_claimed: int
     votes_pending: int
+    accounts_claimed: int | None = None
+    """Phone polls: messenger accounts claimed with the numbers (one each); None for other polls."""
 
     @property
     def matches(self) -> bool:
-        """Counters equal the recount, and every claimed voter has a ballot or a queued vote."""
+        """Counters equal the recount, every claimed voter has a ballot or a queued vote, and in a
+        phone poll every number was claimed together with exactly one account."""
         ballots = sum(self.recounted.values())
-        return self.recounted == self.counters and self.voters_claimed == ballots + self.votes_pending
+        accounts_ok = self.accounts_claimed is None or self.accounts_claimed == self.voters_claimed
+        return (
+            self.recounted == self.counters
+            and self.voters_claimed == ballots + self.votes_pending
+            and accounts_ok
+        )
 
 
 def recount(redis: Redis, poll: Poll) -> Recount:
@@ -56,8 +64,11 @@ def recount(redis: Redis, poll: Poll) -> Recount:
     counters = {option.id: 0 for option in poll.options}
     counters.update({k.decode(): int(v) for k, v in raw.items()})
     claimed = sum(len(v) for _, v in _scan_hashes(redis, keys.voters_pattern(poll.id)))
+    accounts = None
+    if poll.require_phone:
+        accounts = sum(len(v) for _, v in _scan_hashes(redis, keys.accounts_pattern(poll.id)))
     pending = _pending_votes(redis, poll.id)
-    return Recount(poll.id, recounted, counters, claimed, pending)
+    return Recount(poll.id, recounted, counters, claimed, pending, accounts)
 
 
 def receipt_counted(redis: Redis, poll: Poll, number: int) -> bool:

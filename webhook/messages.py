@@ -18,6 +18,33 @@ SHARE_PHONE_MIN_API_VERSION = 3
 """Viber clients older than this cannot send a share-phone button's contact."""
 
 
+def N_(text: str) -> str:
+    """Mark a text for the catalogues (pybabel's N_ keyword); it is translated where it is used."""
+    return text
+
+
+REFUSAL_TEXTS = {
+    ReplyKind.PHONE_INVALID: N_(
+        "That is not a valid mobile phone number. Tap “Share my phone number” to share your own."
+    ),
+    ReplyKind.PHONE_COUNTRY_MISMATCH: N_(
+        "This number is not the one your account is registered with, so it cannot vote here. "
+        "Tap “Share my phone number” to share your own number."
+    ),
+    ReplyKind.PHONE_NOT_OWN: N_(
+        "That contact is not your own number. Tap “Share my phone number” to share your own."
+    ),
+    ReplyKind.PHONE_OTHER_NUMBER: N_(
+        "This account is already verified with another number. "
+        "Each account can vote with one number only; the first one it shared counts."
+    ),
+    ReplyKind.PHONE_BOUND_ELSEWHERE: N_(
+        "This number is already verified with another account. A number can vote only once."
+    ),
+}
+"""Why a shared contact was refused, by reply kind (the voter is always told, never ignored)."""
+
+
 @dataclass(frozen=True)
 class Facts:
     """What the sender looked up for a reply: the poll's status, counts, a receipt check."""
@@ -93,6 +120,10 @@ def reply(poll: Poll, kind: ReplyKind, entry: dict[str, str], bot_name: str, fac
     if kind is ReplyKind.PHONE_REFUSED:
         text = _("Sorry: only phone numbers of the countries this vote is for can take part.")
         return _payload(poll, text, bot_name)
+    if kind is ReplyKind.PHONE_OTHER_NUMBER:  # the first number still votes: offer the options
+        return _payload(poll, _(REFUSAL_TEXTS[kind]), bot_name, keyboard(poll, language))
+    if kind in REFUSAL_TEXTS:  # the voter may still share their own number
+        return _phone_request(poll, _(REFUSAL_TEXTS[kind]), bot_name, language)
     if kind is ReplyKind.PHONE_DESKTOP:
         text = _(
             "Viber on a computer cannot share a phone number. "

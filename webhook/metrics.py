@@ -16,6 +16,7 @@ from rq import Queue, Worker
 
 from webhook import keys
 from webhook.kick import Stage
+from webhook.phones import ContactRefusal
 from webhook.polls import PollBook
 
 REJECTED = Counter(
@@ -49,9 +50,18 @@ class RedisCollector:
         events = CounterMetricFamily(
             "viber_vote_events", "Pipeline events counted in Redis.", labels=["event"]
         )
-        for name, value in sorted(self.redis.hgetall(keys.STATS).items()):
-            events.add_metric([name.decode()], int(value))
+        stats = {name.decode(): int(value) for name, value in self.redis.hgetall(keys.STATS).items()}
+        for name, value in sorted(stats.items()):
+            events.add_metric([name], value)
         yield events
+        refused = CounterMetricFamily(
+            "viber_vote_contacts_refused",
+            "Shared phone numbers refused, by reason (a rising bound_elsewhere is a take-over attempt).",
+            labels=["reason"],
+        )
+        for reason in ContactRefusal:
+            refused.add_metric([reason.value], stats.get(keys.refused_contact_stat(reason.value), 0))
+        yield refused
         depth = GaugeMetricFamily(
             "viber_vote_pending", "Items waiting in each pipeline stage.", labels=["stage"]
         )

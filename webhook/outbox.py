@@ -37,6 +37,11 @@ class ReplyKind(StrEnum):
     ASK_PHONE = "ask_phone"
     PHONE_OK = "phone_ok"
     PHONE_REFUSED = "phone_refused"
+    PHONE_INVALID = "phone_invalid"
+    PHONE_COUNTRY_MISMATCH = "phone_country"
+    PHONE_NOT_OWN = "phone_not_own"
+    PHONE_OTHER_NUMBER = "phone_other"
+    PHONE_BOUND_ELSEWHERE = "phone_elsewhere"
     PHONE_DESKTOP = "phone_desktop"
 
 
@@ -68,15 +73,19 @@ class Outbox:
         rate_limit: int,
         rate_window_s: int,
         receipt: str | None = None,
+        count: str = "",
     ) -> ReplyOutcome:
-        """Queue a reply once per callback token and within the voter's rate limit."""
+        """Queue a reply once per callback token and within the voter's rate limit.
+
+        count names a vv:stats counter to increment once for this callback (a retry does not).
+        """
         entry = {"k": kind.value, "to": receiver, "p": poll_id, "l": language, "n": "0"}
         if receipt is not None:
             entry["r"] = receipt
         flat = [item for pair in entry.items() for item in pair]
         outcome, must_kick = self.scripts.reply(
             keys=[keys.seen(message_token), keys.rate(voter), keys.OUTBOX_STREAM, keys.KICK_SEND, keys.STATS],
-            args=[SEEN_TTL_S, rate_limit, rate_window_s, KICK_TTL_MS, *flat],
+            args=[SEEN_TTL_S, rate_limit, rate_window_s, KICK_TTL_MS, count, *flat],
         )
         if must_kick:
             kick(Stage.SEND, connection=self.redis)

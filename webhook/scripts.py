@@ -20,10 +20,11 @@ class Scripts:
     tally: Script
     retry_due: Script
     replay_dead: Script
+    bind_phone: Script
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
         """Register every script with this connection."""
-        names = ("cast", "reply", "tally", "retry_due", "replay_dead")
+        names = ("cast", "reply", "tally", "retry_due", "replay_dead", "bind_phone")
         loaded = {n: redis.register_script((LUA_DIR / f"{n}.lua").read_text()) for n in names}
         return cls(**loaded)

@@ -8,16 +8,17 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from webhook import messages, metrics, signature
-from webhook.ballot_box import CastOutcome
+from webhook import keys, messages, metrics, signature
+from webhook.ballot_box import BindOutcome, CastOutcome
 from webhook.commands import parse_command
 from webhook.errors import BadCallback
 from webhook.events import ConversationStarted, MessageEvent, MessageType, parse_callback
 from webhook.http_errors import error_response
 from webhook.i18n import language_of
-from webhook.identity import IdentityKind, normalise_phone, voter_key
+from webhook.identity import IdentityKind, voter_key
 from webhook.messages import SHARE_PHONE_MIN_API_VERSION
 from webhook.outbox import ReplyKind
+from webhook.phones import ContactRefusal, SharedContact, judge_contact
 from webhook.polls import Poll
 from webhook.runtime import Runtime, runtime
 
@@ -26,10 +27,20 @@ bp = Blueprint("viber_webhook", __name__)
 
 MAX_CLOCK_SKEW_S = 300
 """A callback stamped further in the future than this (seconds) is ignored."""
+CHANNEL = "viber"
+"""This messenger's name in phone bindings (a number binds to one account per messenger)."""
 REPLY_FOR_OUTCOME = {
     CastOutcome.DUPLICATE: ReplyKind.ALREADY_VOTED,
     CastOutcome.CLOSED: ReplyKind.CLOSED,
     CastOutcome.NOT_OPEN: ReplyKind.NOT_OPEN,
+}
+REPLY_FOR_REFUSAL = {
+    ContactRefusal.INVALID_NUMBER: ReplyKind.PHONE_INVALID,
+    ContactRefusal.COUNTRY_NOT_ALLOWED: ReplyKind.PHONE_REFUSED,
+    ContactRefusal.COUNTRY_MISMATCH: ReplyKind.PHONE_COUNTRY_MISMATCH,
+    ContactRefusal.NOT_OWN_CONTACT: ReplyKind.PHONE_NOT_OWN,
+    ContactRefusal.OTHER_NUMBER: ReplyKind.PHONE_OTHER_NUMBER,
+    ContactRefusal.BOUND_ELSEWHERE: ReplyKind.PHONE_BOUND_ELSEWHERE,
 }
 
 
@@ -65,7 +76,7 @@ def _welcome(rt: Runtime, event: ConversationStarted, now: float) -> dict[str, A
     needs_phone = False
     if poll.require_phone:
         viber_voter = voter_key(rt.config.voter_id_secret, IdentityKind.VIBER, event.user.id)
-        needs_phone = rt.ballot_box.phone_voter(viber_voter) is None
+        needs_phone = rt.ballot_box.phone_of(CHANNEL, viber_voter) is None
     status = rt.ballot_box.status(poll, now)
     return messages.welcome(poll, status, rt.config.bot_name, language, needs_phone=needs_phone)
 
@@ -76,7 +87,7 @@ def _on_message(rt: Runtime, event: MessageEvent, now: float) -> None:
     viber_voter = voter_key(rt.config.voter_id_secret, IdentityKind.VIBER, event.sender.id)
     receiver = rt.seal.seal(event.sender.id)
 
-    def reply(kind: ReplyKind, receipt: str | None = None) -> None:
+    def reply(kind: ReplyKind, receipt: str | None = None, count: str = "") -> None:
         rt.outbox.queue_reply(
             kind,
             receiver=receiver,
@@ -87,10 +98,18 @@ def _on_message(rt: Runtime, event: MessageEvent, now: float) -> None:
             rate_limit=rt.config.reply_rate_limit,
             rate_window_s=rt.config.reply_rate_window_s,
             receipt=receipt,
+            count=count,
         )
 
     if event.message_type == MessageType.CONTACT.value:
-        reply(_verify_phone(rt, poll, viber_voter, event.contact_phone))
+        if not poll.require_phone:
+            reply(ReplyKind.HELP)
+            return
+        refusal = _verify_phone(rt, poll, viber_voter, event)
+        if refusal is None:
+            reply(ReplyKind.PHONE_OK)
+        else:
+            reply(REPLY_FOR_REFUSAL[refusal], count=keys.refused_contact_stat(refusal.value))
         return
     text = event.text if event.message_type == MessageType.TEXT.value else None
     command = parse_command(text)
@@ -98,12 +117,13 @@ def _on_message(rt: Runtime, event: MessageEvent, now: float) -> None:
         reply(command.kind, command.receipt)
         return
     option = poll.option_index(text) if text is not None else None
-    voter: bytes | None = viber_voter
+    voter, account = viber_voter, None
     if poll.require_phone:
-        voter = rt.ballot_box.phone_voter(viber_voter)
-        if voter is None:
-            reply(_phone_prompt(rt, viber_voter, event))
+        phone = rt.ballot_box.phone_of(CHANNEL, viber_voter)
+        if phone is None:
+            reply(_phone_prompt(event))
             return
+        voter, account = phone, viber_voter
     if option is None:
         reply(ReplyKind.HELP)
         return
@@ -114,6 +134,7 @@ def _on_message(rt: Runtime, event: MessageEvent, now: float) -> None:
         message_token=event.message_token,
         receiver=receiver,
         language=language_of(event.sender.language),
+        account=account,
         now=now,
     )
     metrics.VOTES.labels(outcome.value).inc()
@@ -121,29 +142,27 @@ def _on_message(rt: Runtime, event: MessageEvent, now: float) -> None:
         reply(REPLY_FOR_OUTCOME[outcome])
 
 
-def _verify_phone(rt: Runtime, poll: Poll, viber_voter: bytes, raw_phone: str | None) -> ReplyKind:
-    """Link a shared phone number (as a keyed hash) to the voter, if the poll accepts it."""
-    if not poll.require_phone:
-        return ReplyKind.HELP
-    phone = normalise_phone(raw_phone or "")
-    if phone is None:
-        return ReplyKind.PHONE_REFUSED
-    codes = poll.allowed_country_codes
-    if codes and not any(phone[1:].startswith(code) for code in codes):
-        return ReplyKind.PHONE_REFUSED
-    phone_voter = voter_key(rt.config.voter_id_secret, IdentityKind.PHONE, phone)
-    rt.ballot_box.link_phone(viber_voter, phone_voter)
-    return ReplyKind.PHONE_OK
+def _verify_phone(rt: Runtime, poll: Poll, viber_voter: bytes, event: MessageEvent) -> ContactRefusal | None:
+    """Bind a shared number (as a keyed hash) to the account for good; None if accepted, else why not."""
+    contact = SharedContact(event.contact_phone or "", account_country=event.sender.country)
+    judged = judge_contact(contact, poll.allowed_countries)
+    if isinstance(judged, ContactRefusal):
+        return judged
+    phone = voter_key(rt.config.voter_id_secret, IdentityKind.PHONE, judged.e164)
+    outcome = rt.ballot_box.bind_phone(CHANNEL, viber_voter, phone)
+    if outcome is BindOutcome.OTHER_NUMBER:
+        return ContactRefusal.OTHER_NUMBER
+    if outcome is BindOutcome.BOUND_ELSEWHERE:
+        return ContactRefusal.BOUND_ELSEWHERE
+    return None
 
 
-def _phone_prompt(rt: Runtime, viber_voter: bytes, event: MessageEvent) -> ReplyKind:
-    """Ask for the phone number; a client that cannot share one (Viber Desktop) gets told so."""
+def _phone_prompt(event: MessageEvent) -> ReplyKind:
+    """Ask for the number (again, at every tap); a client too old for the button (Desktop) is told so."""
     api_version = event.sender.api_version
     if api_version is not None and api_version < SHARE_PHONE_MIN_API_VERSION:
         return ReplyKind.PHONE_DESKTOP
-    if rt.ballot_box.mark_phone_asked(viber_voter):
-        return ReplyKind.ASK_PHONE
-    return ReplyKind.PHONE_DESKTOP
+    return ReplyKind.ASK_PHONE
 
 
 def _stale(rt: Runtime, timestamp_ms: int, now: float) -> bool:

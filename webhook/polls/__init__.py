@@ -10,6 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from webhook.errors import PollFileError, UnknownPoll
+from webhook.phones import regions_of_country_codes
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 MAX_OPTIONS = 24
@@ -19,6 +20,8 @@ MAX_QUESTION_CHARS = 1000
 LANGUAGES = ("en", "ru", "be")
 """Languages the bot speaks; English is the fallback."""
 COUNTRY_CODE = re.compile(r"^[1-9][0-9]{0,3}$")
+REGION = re.compile(r"^[A-Z]{2}$")
+"""ISO 3166-1 alpha-2, as messengers report an account's country ("BY")."""
 
 
 class PollStatus(StrEnum):
@@ -62,6 +65,8 @@ class Poll:
     questions: dict[str, str] = field(default_factory=dict, compare=False)
     require_phone: bool = False
     allowed_country_codes: tuple[str, ...] = ()
+    allowed_countries: tuple[str, ...] = ()
+    """Two-letter countries whose numbers may vote (given, or derived from the calling codes)."""
     results: ResultsVisibility = ResultsVisibility.AFTER_CLOSE
 
     def question_in(self, language: str) -> str:
@@ -157,6 +162,13 @@ def _parse_poll(raw: object, path: str | Path) -> Poll:
     codes = raw.get("allowed_country_codes", [])
     if not isinstance(codes, list) or not all(isinstance(c, str) and COUNTRY_CODE.match(c) for c in codes):
         raise PollFileError(f'{where}: allowed_country_codes must be a list of codes like "375"')
+    countries = raw.get("allowed_countries")
+    if countries is None:
+        countries = list(regions_of_country_codes(tuple(codes)))
+    if not isinstance(countries, list) or not all(isinstance(c, str) and REGION.match(c) for c in countries):
+        raise PollFileError(f'{where}: allowed_countries must be a list of two-letter countries like "BY"')
+    if codes and not set(countries) <= set(regions_of_country_codes(tuple(codes))):
+        raise PollFileError(f"{where}: allowed_countries lie outside allowed_country_codes")
     try:
         results = ResultsVisibility(raw.get("results", ResultsVisibility.AFTER_CLOSE.value))
     except ValueError:
@@ -170,6 +182,7 @@ def _parse_poll(raw: object, path: str | Path) -> Poll:
         questions=questions,
         require_phone=require_phone,
         allowed_country_codes=tuple(codes),
+        allowed_countries=tuple(countries),
         results=results,
     )
 

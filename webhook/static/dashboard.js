@@ -93,14 +93,22 @@
     setText($("chart-max"), "peak " + max + "/min");
   }
 
-  function renderPipeline(state) {
-    var numbers = state.pipeline;
-    Array.prototype.forEach.call(document.querySelectorAll("#pipeline dd[data-key]"), function (dd) {
+  function renderNumbers(selector, numbers, isAlarming) {
+    Array.prototype.forEach.call(document.querySelectorAll(selector), function (dd) {
       var key = dd.dataset.key;
       var value = numbers[key];
       setText(dd, value === undefined ? "–" : value.toLocaleString("en"));
-      var alarming = (key === "dead_letters" && value > 0) || (key === "workers" && value === 0);
-      dd.classList.toggle("alert", alarming);
+      dd.classList.toggle("alert", isAlarming(key, value));
+    });
+  }
+
+  function renderPipeline(state) {
+    renderNumbers("#pipeline dd[data-key]", state.pipeline, function (key, value) {
+      return (key === "dead_letters" && value > 0) || (key === "workers" && value === 0);
+    });
+    // A number claimed by a second account is a take-over attempt: show it in red.
+    renderNumbers("#contacts-refused dd[data-key]", state.contacts_refused, function (key, value) {
+      return key === "bound_elsewhere" && value > 0;
     });
   }
 
