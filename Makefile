@@ -23,6 +23,7 @@ chromium:  ## Debian's Chromium for the browser test (installed when missing and
 test: $(STAMP) chromium  ## Lint, then every test against a throwaway redis-server
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -1,1 +1,1 @@
-"""Helpers for tests, benchmarks and local runs: redis-server and a fake Viber."""
+"""Benchmarks (`make bench`, `make bench-memory`, `make bench-distant`) and `make run`'s local stack."""

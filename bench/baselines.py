@@ -19,15 +19,16 @@ from typing import Any, NamedTuple
 from flask import Flask, Response, jsonify, request
 from rq import Queue, get_current_job
 
-from webhook import keys, signature
+from webhook.channels.viber import signature
+from webhook.channels.viber.client import ViberClient
+from webhook.channels.viber.events import MessageEvent, parse_callback
 from webhook.config import Config
-from webhook.errors import BadCallback
-from webhook.events import MessageEvent, parse_callback
-from webhook.identity import IdentityKind, receipt_code, voter_key
-from webhook.ledger import pack_ballot
-from webhook.polls import PollBook, load_polls
-from webhook.runtime import connect
-from webhook.viber_client import ViberClient
+from webhook.core.errors import BadCallback
+from webhook.core.identity import IdentityKind, receipt_code, voter_key
+from webhook.core.ledger import pack_ballot
+from webhook.core.polls import PollBook, load_polls
+from webhook.store import keys
+from webhook.store.connection import connect
 
 NAIVE_QUEUE = "naive"
 NAIVE_JOB = "bench.baselines.naive_count_vote"
@@ -73,7 +74,7 @@ class Vote(NamedTuple):
 def create_naive_app(environ: Mapping[str, str] | None = None) -> Flask:
     """The naive design: verify and parse like the service, then enqueue one RQ job per vote."""
     config = Config.from_environ(environ)
-    queue = Queue(NAIVE_QUEUE, connection=connect(config.redis_url))
+    queue = Queue(NAIVE_QUEUE, connection=connect(config.redis))
 
     def enqueue(vote: Vote) -> None:
         queue.enqueue(

@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.loadgen import Plan
-from bench.redis_server import RedisServer
 from bench.run import (
     BOT_TOKEN,
     REPORT,
@@ -39,7 +38,8 @@ from bench.run import (
     table,
     write_section,
 )
-from webhook import signature
+from tests.support.redis_server import RedisServer
+from webhook.channels.viber import signature
 
 SYNC_ARGS = "--worker-class sync --threads 1"
 """The baseline: gunicorn's one-connection-at-a-time worker, via GUNICORN_CMD_ARGS (with more than

@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import urlsplit
 
-from webhook import signature
+from webhook.channels.viber import signature
 
 DEFAULT_OPTIONS = ("yes", "no")
 """Option ids of the default poll (webhook/polls/default.toml)."""

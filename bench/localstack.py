@@ -21,10 +21,10 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.fake_viber import FakeViber
-from bench.redis_server import RedisServer, free_port
-from bench.stack import ROOT
-from webhook.signature import HEADER, sign
+from tests.support.fake_viber import FakeViber
+from tests.support.redis_server import RedisServer, free_port
+from tests.support.stack import ROOT
+from webhook.channels.viber.signature import HEADER, sign
 
 VAR = ROOT / "var"
 DEMO_TOKEN = "local-demo-bot-token"

@@ -26,13 +26,14 @@ from pathlib import Path
 
 from redis import Redis
 
-from bench.redis_server import RedisServer
 from bench.run import REPORT, code_state, describe_code, machine, table, write_section
-from webhook import keys
-from webhook.ballot_box import CastOutcome
+from tests.support.redis_server import RedisServer
 from webhook.config import DEFAULT_POLL_FILE, Config
-from webhook.identity import IdentityKind, voter_key
+from webhook.core.ballot_box import CastOutcome
+from webhook.core.identity import IdentityKind, voter_key
 from webhook.runtime import Runtime
+from webhook.store import keys
+from webhook.store.streams import VoteEntry
 from workers.context import ensure_group
 from workers.tally import drain
 
@@ -77,15 +78,16 @@ def cast_share(config: Config, start: int, stop: int, step: int) -> int:
     for index in range(start, stop, step):
         who = receiver(index)
         voter = voter_key(config.voter_id_secret, IdentityKind.VIBER, who)
-        outcome = rt.ballot_box.cast(
-            poll,
-            voter,
-            index % len(poll.options),
-            message_token=TOKEN_BASE + index,
+        vote = VoteEntry(
+            poll=poll.id,
+            voter=voter,
+            option=index % len(poll.options),
             receiver=rt.seal.seal(who),
             language="en",
-            now=now,
+            accepted_at=int(now),
+            channel="viber",
         )
+        outcome = rt.ballot_box.cast(poll, vote, message_token=TOKEN_BASE + index)
         accepted += outcome is CastOutcome.ACCEPTED
     rt.redis.close()
     return accepted

@@ -36,14 +36,14 @@ from redis import Redis
 
 from bench import loadgen
 from bench.baselines import NAIVE_QUEUE
-from bench.fake_viber import FakeViber
 from bench.loadgen import Kind, LoadResult, Plan, Target, percentile
-from bench.redis_server import RedisServer, find_redis_server, free_port
-from bench.stack import ROOT, Stack
-from webhook import keys
+from tests.support.fake_viber import FakeViber
+from tests.support.redis_server import RedisServer, find_redis_server, free_port
+from tests.support.stack import ROOT, Stack
 from webhook.config import DEFAULT_POLL_FILE
-from webhook.ledger import recount
-from webhook.polls import Poll, load_polls
+from webhook.core.ledger import recount
+from webhook.core.polls import Poll, load_polls
+from webhook.store import keys
 
 BOT_TOKEN = "bench-bot-token-0123456789abcdef"
 VOTER_ID_SECRET = "bench-voter-secret-0123456789abcdef"

@@ -14,15 +14,17 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from bench.fake_viber import FakeViber
-from bench.redis_server import RedisServer, free_port
-from bench.stack import Stack
+from tests.support.fake_viber import FakeViber
+from tests.support.redis_server import RedisServer, free_port
+from tests.support.stack import Stack
 from webhook import create_app
+from webhook.channels.base import ChannelSender
+from webhook.channels.viber import ViberSender
+from webhook.channels.viber.client import AsyncViberClient
+from webhook.channels.viber.signature import HEADER, sign
 from webhook.config import Config
+from webhook.core.sealing import SEAL_PREFIX, ReceiverSeal
 from webhook.runtime import Runtime
-from webhook.sealing import SEAL_PREFIX, ReceiverSeal
-from webhook.signature import HEADER, sign
-from webhook.viber_client import AsyncViberClient
 
 BOT_TOKEN = "test-bot-token-0123456789abcdef"
 OPERATOR_TOKEN = "test-operator-token-0123456789"
@@ -95,11 +97,17 @@ def viber(config: Config) -> Iterator[AsyncViberClient]:
 
 
 @pytest.fixture
-def chat(client, rt, fake_viber, viber):  # type: ignore[no-untyped-def]
+def senders(viber: AsyncViberClient, config: Config) -> dict[str, ChannelSender]:
+    """The send worker's channel senders, against the fakes (what sender.drain takes)."""
+    return {"viber": ViberSender(viber, config.bot_name)}
+
+
+@pytest.fixture
+def chat(client, rt, fake_viber, senders):  # type: ignore[no-untyped-def]
     """Start in-process chats with the app: chat(user_id, language=..., api_version=..., country=...)."""
     from tests.support.viber_chat import Chat  # it builds on this module's callback helpers
 
-    return lambda user_id, **kw: Chat(client, rt, fake_viber, viber, user_id, **kw)
+    return lambda user_id, **kw: Chat(client, rt, fake_viber, senders, user_id, **kw)
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from bench.redis_server import free_port
-from bench.stack import ROOT, Stack
 from tests.conftest import OPERATOR_TOKEN, message_event, post_live
-from webhook import keys
-from webhook.signature import HEADER
+from tests.support.redis_server import free_port
+from tests.support.stack import ROOT, Stack
+from webhook.channels.viber.signature import HEADER
+from webhook.store import keys
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -10,11 +10,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 
-from bench.fake_viber import FakeViber
 from tests.conftest import BOT_TOKEN, message_event, opened, post_callback
-from webhook import create_app, keys
+from tests.support.fake_viber import FakeViber
+from webhook import create_app
+from webhook.channels.base import ChannelSender
 from webhook.runtime import Runtime
-from webhook.viber_client import AsyncViberClient
+from webhook.store import keys
 from workers import sender, tally
 
 WEBHOOK_URL = "https://example.org/viber/webhook"
@@ -33,7 +34,7 @@ def vote(client: FlaskClient, user: str, text: str, poll_id: str = "main") -> No
 
 def outbox_kinds(redis: Redis) -> list[str]:
     """The kinds of the replies waiting in the outbox."""
-    return [fields[b"k"].decode() for _, fields in redis.xrange(keys.OUTBOX_STREAM)]
+    return [fields[b"kind"].decode() for _, fields in redis.xrange(keys.OUTBOX_STREAM)]
 
 
 def test_results_table_and_json(app: Flask, client: FlaskClient, rt: Runtime) -> None:
@@ -160,12 +161,17 @@ def test_set_webhook_fails_clearly_when_viber_refuses(
 
 
 def test_replay_dead_moves_dead_letters_back(
-    app: Flask, client: FlaskClient, rt: Runtime, redis: Redis, viber: AsyncViberClient, fake_viber: FakeViber
+    app: Flask,
+    client: FlaskClient,
+    rt: Runtime,
+    redis: Redis,
+    senders: dict[str, ChannelSender],
+    fake_viber: FakeViber,
 ) -> None:
     """`replay-dead` puts dead-lettered replies back in the outbox, and they are then sent."""
     vote(client, "dead-user", "maybe")
     fake_viber.fail_next(1, viber_status=3)
-    assert sender.drain(rt, viber, "t")["dead"] == 1
+    assert sender.drain(rt, senders, "t")["dead"] == 1
     assert redis.llen(keys.OUTBOX_DEAD) == 1
     assert redis.xlen(keys.OUTBOX_STREAM) == 0
     result = invoke(app, "replay-dead")
@@ -173,8 +179,8 @@ def test_replay_dead_moves_dead_letters_back(
     assert "replayed 1" in result.output
     assert redis.llen(keys.OUTBOX_DEAD) == 0
     [(_, fields)] = redis.xrange(keys.OUTBOX_STREAM)
-    assert (fields[b"k"], fields[b"p"], fields[b"n"]) == (b"help", b"main", b"0")
-    assert opened(fields[b"to"]) == "dead-user"
-    assert sender.drain(rt, viber, "t")["sent"] == 1
+    assert (fields[b"kind"], fields[b"poll"], fields[b"attempts"]) == (b"help", b"main", b"0")
+    assert opened(fields[b"receiver"]) == "dead-user"
+    assert sender.drain(rt, senders, "t")["sent"] == 1
     [message] = fake_viber.messages_to("dead-user")
     assert "To vote" in message["text"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from webhook.config import DEFAULT_MAX_BODY_BYTES, DEFAULT_POLL_FILE, DEFAULT_VIBER_API_URL, Config
-from webhook.errors import ConfigError, PollFileError, UnknownPoll
-from webhook.identity import (
+from webhook.core.errors import ConfigError, PollFileError, UnknownPoll
+from webhook.core.identity import (
     RECEIPT_ALPHABET,
     VOTER_KEY_BYTES,
     IdentityKind,
@@ -18,9 +18,9 @@ from webhook.identity import (
     receipt_number,
     voter_key,
 )
-from webhook.ledger import EPOCH_S, pack_ballot, unpack_ballot
-from webhook.phones import ContactRefusal, PhoneNumber, SharedContact, judge_contact, parse_phone
-from webhook.polls import Option, Poll, PollStatus, load_polls
+from webhook.core.ledger import EPOCH_S, pack_ballot, unpack_ballot
+from webhook.core.phones import ContactRefusal, PhoneNumber, SharedContact, judge_contact, parse_phone
+from webhook.core.polls import Option, Poll, PollStatus, load_polls
 
 TESTS_POLL_FILE = Path(__file__).parent / "polls.toml"
 ENV = {

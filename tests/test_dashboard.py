@@ -15,13 +15,14 @@ from prometheus_client import REGISTRY
 from redis import Redis
 from rq import Worker
 
-from bench.redis_server import RedisServer
 from tests.conftest import OPERATOR_TOKEN, message_event, post_callback
-from webhook import create_app, keys
-from webhook.audit_log import AUDIT_KEY
+from tests.support.redis_server import RedisServer
+from webhook import create_app
 from webhook.config import Config
-from webhook.polls import PollStatus
+from webhook.core.polls import PollStatus
+from webhook.operator.journal import AUDIT_KEY
 from webhook.runtime import Runtime
+from webhook.store import keys
 from workers import tally
 
 BEARER = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}

@@ -16,8 +16,6 @@ from typing import Any
 
 from redis import Redis
 
-from bench.fake_viber import FakeViber
-from bench.stack import ROOT, Stack
 from tests.conftest import (
     BOT_TOKEN,
     VOTER_ID_SECRET,
@@ -27,12 +25,15 @@ from tests.conftest import (
     opened,
     post_live,
 )
-from webhook import keys
-from webhook.ballot_box import CastOutcome
-from webhook.identity import IdentityKind, receipt_code, voter_key
-from webhook.ledger import recount
-from webhook.polls import Poll, load_polls
+from tests.support.fake_viber import FakeViber
+from tests.support.stack import ROOT, Stack
+from webhook.core.ballot_box import CastOutcome
+from webhook.core.identity import IdentityKind, receipt_code, voter_key
+from webhook.core.ledger import recount
+from webhook.core.polls import Poll, load_polls
 from webhook.runtime import Runtime
+from webhook.store import keys
+from webhook.store.streams import VoteEntry
 from workers import tally
 from workers.context import StreamReader, ensure_group
 
@@ -197,9 +198,8 @@ def test_tally_batch_applied_twice_changes_nothing(rt: Runtime, redis: Redis) ->
     poll = rt.polls.get("main")
     for i in range(30):
         voter = voter_key(VOTER_ID_SECRET, IdentityKind.VIBER, f"idem-{i}")
-        outcome = rt.ballot_box.cast(
-            poll, voter, i % 3, message_token=next_token(), receiver=rt.seal.seal(f"idem-{i}"), language="en"
-        )
+        vote = VoteEntry("main", voter, i % 3, rt.seal.seal(f"idem-{i}"), "en", int(time.time()), "viber")
+        outcome = rt.ballot_box.cast(poll, vote, message_token=next_token())
         assert outcome is CastOutcome.ACCEPTED
     ensure_group(redis, keys.VOTES_STREAM, keys.TALLY_GROUP)
 
@@ -240,7 +240,7 @@ def test_confirmation_retried_after_viber_errors(stack: Stack, redis: Redis, fak
     wait_until(lambda: redis.zcard(keys.OUTBOX_RETRY) == 1, 5, "the reply to be parked for a retry")
     [(member, due)] = redis.zrange(keys.OUTBOX_RETRY, 0, -1, withscores=True)
     parked = json.loads(member)
-    assert (opened(parked["to"]), parked["k"], parked["n"], parked["why"]) == (
+    assert (opened(parked["receiver"]), parked["kind"], parked["attempts"], parked["why"]) == (
         "e2e-three-500s",
         "confirm",
         "1",

@@ -22,12 +22,15 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from tests.conftest import VOTER_ID_SECRET, message_event, next_token, post_callback
-from webhook import audit, create_app, exports, keys
+from webhook import create_app
 from webhook.config import Config
-from webhook.errors import ConfigError
-from webhook.identity import IdentityKind, parse_receipt, receipt_code, voter_key
-from webhook.ledger import receipt_counted
+from webhook.core.errors import ConfigError
+from webhook.core.identity import IdentityKind, parse_receipt, receipt_code, voter_key
+from webhook.core.ledger import receipt_counted
+from webhook.operator import audit, exports
 from webhook.runtime import Runtime
+from webhook.store import keys
+from webhook.store.streams import VoteEntry
 from workers import tally
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,15 +106,8 @@ def test_ballot_ledger_counts_equal_counters_sorted_by_minute(client: FlaskClien
     now = time.time()
     earlier = {"ex-old-1": (2, now - 7200), "ex-old-2": (0, now - 3600), "ex-old-3": (1, now - 7200)}
     for user, (index, at) in earlier.items():
-        outcome = rt.ballot_box.cast(
-            poll,
-            viber_key(user),
-            index,
-            message_token=next_token(),
-            receiver=rt.seal.seal(user),
-            language="en",
-            now=at,
-        )
+        earlier_vote = VoteEntry(poll.id, viber_key(user), index, rt.seal.seal(user), "en", int(at), "viber")
+        outcome = rt.ballot_box.cast(poll, earlier_vote, message_token=next_token())
         assert outcome.value == "accepted"
     for user, text in VOTES.items():
         vote(client, user, text)

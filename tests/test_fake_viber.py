@@ -1,4 +1,4 @@
-"""Tests of the fake Viber Bot API in bench.fake_viber."""
+"""Tests of the fake Viber Bot API in tests.support.fake_viber."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench.fake_viber import FakeViber
+from tests.support.fake_viber import FakeViber
 
 TOKEN = "test-token"
 

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from redis import Redis
 
 from tests.conftest import BOT_TOKEN
+from webhook.channels.viber.events import MAX_ID_CHARS, MAX_LANGUAGE_CHARS
+from webhook.channels.viber.signature import HEADER, sign
+from webhook.channels.viber.webhook import MAX_CLOCK_SKEW_S
 from webhook.config import Config
-from webhook.events import MAX_ID_CHARS, MAX_LANGUAGE_CHARS
-from webhook.signature import HEADER, sign
-from webhook.viber_webhook import MAX_CLOCK_SKEW_S
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning"
@@ -38,7 +38,7 @@ NO_SHRINK = settings(HOSTILE, phases=(Phase.explicit, Phase.generate))
 ALLOWED_STATUSES = {200, 400, 403, 413, 503}
 VOTE_WRITES = re.compile(
     rb"vv:poll:[a-z0-9][a-z0-9-]{0,39}:voters:[0-9a-f]{4}"
-    rb"|vv:votes|vv:outbox|vv:kick:(?:tally|send)|vv:seen:[0-9]+|vv:rate:[0-9a-f]{24}|rq:.+"
+    rb"|vv:votes|vv:outbox|vv:kick:(?:tally|send)|vv:seen:viber:[0-9]+|vv:rate:[0-9a-f]{24}|rq:.+"
     rb"|vv:stats|vv:poll:phone:accounts:[0-9a-f]{4}|vv:bind:(?:account|phone):viber:[0-9a-f]{4}"
 )
 """Every key the webhook may write for a well-formed, fresh message: the claim, the vote stream,
@@ -620,7 +620,7 @@ def test_each_user_id_is_counted_at_most_once(web: FlaskClient, redis: Redis, se
         }
         claims = sum(redis.hlen(key) for key in redis.scan_iter("vv:poll:main:voters:*"))
         assert claims == len(voted)
-        queued = [entry for _id, entry in redis.xrange("vv:votes") if entry[b"p"] == b"main"]
+        queued = [entry for _id, entry in redis.xrange("vv:votes") if entry[b"poll"] == b"main"]
         assert len(queued) == len(voted)
         assert not any(redis.scan_iter("vv:poll:past:*")) and not any(redis.scan_iter("vv:poll:future:*"))
         assert all(VOTE_WRITES.fullmatch(key) for key in all_keys(redis))

@@ -9,7 +9,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from redis import Redis
 
-from bench.fake_viber import FakeViber
 from tests.conftest import (
     OPERATOR_TOKEN,
     VOTER_ID_SECRET,
@@ -18,10 +17,11 @@ from tests.conftest import (
     post_callback,
     signed,
 )
-from webhook import keys
-from webhook.identity import IdentityKind, receipt_code, voter_key
+from tests.support.fake_viber import FakeViber
+from webhook.channels.base import ChannelSender
+from webhook.core.identity import IdentityKind, receipt_code, voter_key
 from webhook.runtime import Runtime
-from webhook.viber_client import AsyncViberClient
+from webhook.store import keys
 from workers import sender, tally
 
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -160,7 +160,7 @@ def series(samples: list[Sample]) -> set[tuple[str, tuple[tuple[str, str], ...]]
 
 
 def test_labels_carry_no_voter_id_or_receipt(
-    client: FlaskClient, rt: Runtime, fake_viber: FakeViber, redis: Redis, viber: AsyncViberClient
+    client: FlaskClient, rt: Runtime, fake_viber: FakeViber, redis: Redis, senders: dict[str, ChannelSender]
 ) -> None:
     """No label holds a voter's id, key or receipt, and more voters add no series."""
 
@@ -171,7 +171,7 @@ def test_labels_carry_no_voter_id_or_receipt(
             vote(client, user, "receipt")  # a command
             assert post_callback(client, conversation_started(user)).status_code == 200
         tally.drain(rt, "t")
-        sender.drain(rt, viber, "s")
+        sender.drain(rt, senders, "s")
         return scrape(client)
 
     first_users = [f"Zq7-voter-id-{i:03d}==" for i in range(3)]

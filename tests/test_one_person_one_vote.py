@@ -17,9 +17,9 @@ from redis import Redis
 from tests.conftest import VOTER_ID_SECRET, post_live
 from tests.faults.conftest import pipeline_idle, wait_until
 from tests.support.viber_chat import Chat, contact_message, only_text
-from webhook import keys
-from webhook.identity import IdentityKind, voter_key
-from webhook.ledger import recount
+from webhook.core.identity import IdentityKind, voter_key
+from webhook.core.ledger import recount
+from webhook.store import keys
 
 POLL = "phone"
 NUMBERS = [f"+3752912{i:05d}" for i in range(50)]
@@ -46,7 +46,7 @@ def test_one_account_many_contact_cards_and_taps_count_once(chat, rt, redis) -> 
     assert confirmations == 1
     assert total(rt) == 1
     stats = redis.hgetall(keys.STATS)
-    assert stats[keys.refused_contact_stat("other_number").encode()] == b"19"
+    assert stats[keys.refused_contact_stat("viber", "other_number").encode()] == b"19"
 
 
 def test_a_new_number_after_voting_is_refused(chat, rt) -> None:
@@ -81,7 +81,7 @@ def test_account_country_must_match_the_number(chat, rt, redis) -> None:
     no_country = chat("no-country", country="")
     assert "not the one your account" in only_text(no_country.share_phone(NUMBERS[4]))
     assert total(rt) == 0
-    assert redis.hget(keys.STATS, keys.refused_contact_stat("country_mismatch")) == b"2"
+    assert redis.hget(keys.STATS, keys.refused_contact_stat("viber", "country_mismatch")) == b"2"
 
 
 def test_invalid_and_foreign_numbers_are_refused(chat, rt, redis) -> None:
@@ -92,8 +92,8 @@ def test_invalid_and_foreign_numbers_are_refused(chat, rt, redis) -> None:
     poland = chat("poland", country="PL")
     assert "only phone numbers of the countries" in only_text(poland.share_phone("+48 600 123 456"))
     assert total(rt) == 0
-    assert redis.hget(keys.STATS, keys.refused_contact_stat("invalid_number")) == b"4"
-    assert redis.hget(keys.STATS, keys.refused_contact_stat("country_not_allowed")) == b"1"
+    assert redis.hget(keys.STATS, keys.refused_contact_stat("viber", "invalid_number")) == b"4"
+    assert redis.hget(keys.STATS, keys.refused_contact_stat("viber", "country_not_allowed")) == b"1"
 
 
 def test_a_tap_before_sharing_brings_the_share_button_back_each_time(chat) -> None:
@@ -112,7 +112,7 @@ def test_a_retried_contact_is_counted_once_in_the_refusals(chat, redis) -> None:
     voter.post(event)
     voter.post(event)
     assert len(voter.replies()) == 1
-    assert redis.hget(keys.STATS, keys.refused_contact_stat("country_mismatch")) == b"1"
+    assert redis.hget(keys.STATS, keys.refused_contact_stat("viber", "country_mismatch")) == b"1"
 
 
 def test_a_link_from_an_older_version_stays_the_first_binding(chat, rt, redis) -> None:

@@ -8,8 +8,8 @@ import pytest
 from flask.testing import FlaskClient
 from redis import Redis
 
-from bench.redis_server import free_port
 from tests.conftest import OPERATOR_TOKEN, conversation_started, message_event, post_callback
+from tests.support.redis_server import free_port
 from webhook import create_app
 from webhook.runtime import Runtime
 from workers import tally

@@ -1,4 +1,4 @@
-"""Tests of the throwaway redis-server launcher in bench.redis_server."""
+"""Tests of the throwaway redis-server launcher in tests.support.redis_server."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from bench.redis_server import RedisServer, find_redis_server, free_port
+from tests.support.redis_server import RedisServer, find_redis_server, free_port
 
 
 def test_find_and_free_port() -> None:

@@ -5,18 +5,18 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import conversation_started, message_event, post_callback, post_live
-from webhook.ledger import recount
+from webhook.core.ledger import recount
 from workers import sender, tally
 
 
-def test_vote_is_counted_and_confirmed(client, rt, fake_viber, viber):
+def test_vote_is_counted_and_confirmed(client, rt, fake_viber, senders):
     welcome = post_callback(client, conversation_started("user-1"))
     assert welcome.status_code == 200
     assert [b["ActionBody"] for b in welcome.json["keyboard"]["Buttons"]] == ["yes", "no", "abstain"]
     response = post_callback(client, message_event("user-1", "yes", tracking_data="main"))
     assert response.status_code == 200
     assert tally.drain(rt, "test") == 1
-    assert sender.drain(rt, viber, "test")["sent"] == 1
+    assert sender.drain(rt, senders, "test")["sent"] == 1
     [message] = fake_viber.messages_to("user-1")
     assert "counted" in message["text"]
     assert rt.ballot_box.counts(rt.polls.get("main")) == {"yes": 1, "no": 0, "abstain": 0}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
-from webhook.i18n import TRANSLATIONS_DIR
+from webhook.core.i18n import TRANSLATIONS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER = re.compile(r"\{(\w+)\}")

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import message_event, post_live
 from tests.support.viber_chat import only_text
-from webhook.polls import PollStatus
+from webhook.core.polls import PollStatus
 
 RECEIPT = re.compile(r"\b([0-9A-Z]{5}-[0-9A-Z]{5})\b")
 

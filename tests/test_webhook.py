@@ -13,7 +13,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 
-from bench.fake_viber import FakeViber
 from tests.conftest import (
     BOT_TOKEN,
     VOTER_ID_SECRET,
@@ -24,14 +23,16 @@ from tests.conftest import (
     post_callback,
     signed,
 )
-from webhook import create_app, keys
-from webhook.ballot_box import MESSAGE_TAG_MODULO
+from tests.support.fake_viber import FakeViber
+from webhook import create_app
+from webhook.channels.base import ChannelSender
+from webhook.channels.viber.signature import HEADER, sign
 from webhook.config import Config
-from webhook.identity import IdentityKind, voter_key
-from webhook.polls import PollStatus
+from webhook.core.ballot_box import MESSAGE_TAG_MODULO
+from webhook.core.identity import IdentityKind, voter_key
+from webhook.core.polls import PollStatus
 from webhook.runtime import Runtime
-from webhook.signature import HEADER, sign
-from webhook.viber_client import AsyncViberClient
+from webhook.store import keys
 from workers import sender, tally
 
 OVERSIZED_BYTES = 70_000
@@ -252,9 +253,9 @@ def test_vote_is_queued_and_voter_claimed(client: FlaskClient, redis: Redis, tex
     assert response.status_code == 200
     [fields] = votes(redis)
     voter = voter_of("vote-user")
-    assert fields[b"p"] == b"main"
-    assert fields[b"o"] == str(index).encode()
-    assert fields[b"k"] == voter
+    assert fields[b"poll"] == b"main"
+    assert fields[b"option"] == str(index).encode()
+    assert fields[b"voter"] == voter
     claim = redis.hget(keys.voters("main", voter), keys.field(voter))
     assert claim == str(event["message_token"] % MESSAGE_TAG_MODULO).encode()
     assert outbox(redis) == []
@@ -273,7 +274,7 @@ def test_vote_by_a_label_that_differs_from_the_id(
     client = create_app({**environ, "POLL_FILE": str(poll_file)}).test_client()
     assert post_callback(client, message_event("label-1", "i disagree")).status_code == 200
     assert post_callback(client, message_event("label-2", "I AGREE")).status_code == 200
-    assert [(f[b"p"], f[b"o"]) for f in votes(redis)] == [(b"p", b"1"), (b"p", b"0")]
+    assert [(f[b"poll"], f[b"option"]) for f in votes(redis)] == [(b"p", b"1"), (b"p", b"0")]
 
 
 def test_vote_an_hour_old_is_still_accepted(client: FlaskClient, redis: Redis) -> None:
@@ -300,11 +301,11 @@ def test_second_tap_gets_one_already_reply(client: FlaskClient, redis: Redis) ->
     assert post_callback(client, second).status_code == 200
     assert post_callback(client, second).status_code == 200
     [reply] = outbox(redis)
-    assert reply["k"] == "already"
-    assert reply["p"] == "main"
-    assert opened(reply["to"]) == "tap-user"
+    assert reply["kind"] == "already"
+    assert reply["poll"] == "main"
+    assert opened(reply["receiver"]) == "tap-user"
     [fields] = votes(redis)
-    assert fields[b"o"] == b"0"
+    assert fields[b"option"] == b"0"
 
 
 def test_unknown_option_gets_help_and_no_vote(client: FlaskClient, redis: Redis) -> None:
@@ -313,7 +314,7 @@ def test_unknown_option_gets_help_and_no_vote(client: FlaskClient, redis: Redis)
     assert post_callback(client, event).status_code == 200
     assert post_callback(client, event).status_code == 200
     [reply] = outbox(redis)
-    assert (reply["k"], reply["p"], opened(reply["to"])) == ("help", "main", "help-user")
+    assert (reply["kind"], reply["poll"], opened(reply["receiver"])) == ("help", "main", "help-user")
     assert votes(redis) == []
     assert poll_keys(redis, "main") == []
 
@@ -337,7 +338,7 @@ def test_non_text_message_gets_help_and_no_vote(
     event["message"] = {**message, "tracking_data": "main"}
     assert post_callback(client, event).status_code == 200
     [reply] = outbox(redis)
-    assert reply["k"] == "help"
+    assert reply["kind"] == "help"
     assert votes(redis) == []
     assert poll_keys(redis, "main") == []
 
@@ -349,7 +350,7 @@ def test_vote_outside_the_schedule_is_refused(
     """A vote in a poll not yet open or already closed gets that reply; nobody is claimed."""
     assert post_callback(client, message_event("sched-user", "a", tracking_data=poll_id)).status_code == 200
     [reply] = outbox(redis)
-    assert (reply["k"], reply["p"]) == (kind, poll_id)
+    assert (reply["kind"], reply["poll"]) == (kind, poll_id)
     assert votes(redis) == []
     assert poll_keys(redis, poll_id) == []
 
@@ -359,7 +360,7 @@ def test_vote_in_an_operator_closed_poll_is_refused(client: FlaskClient, redis: 
     rt.ballot_box.set_status(rt.polls.get("main"), PollStatus.CLOSED)
     assert post_callback(client, message_event("closed-user", "yes", tracking_data="main")).status_code == 200
     [reply] = outbox(redis)
-    assert (reply["k"], reply["p"]) == ("closed", "main")
+    assert (reply["kind"], reply["poll"]) == ("closed", "main")
     assert votes(redis) == []
     assert poll_keys(redis, "main") == [keys.state("main").encode()]
 
@@ -410,7 +411,7 @@ def _everything_stored(redis: Redis) -> bytes:
 
 
 def test_no_raw_viber_id_is_left_in_redis(
-    client: FlaskClient, redis: Redis, rt: Runtime, viber: AsyncViberClient, fake_viber: FakeViber
+    client: FlaskClient, redis: Redis, rt: Runtime, senders: dict[str, ChannelSender], fake_viber: FakeViber
 ) -> None:
     """Neither while queued nor once the workers ran does a key or value hold a voter's Viber id."""
     users = [f"RawViberId{n}Zq8+/Kw==" for n in range(4)]
@@ -421,11 +422,11 @@ def test_no_raw_viber_id_is_left_in_redis(
     assert post_callback(client, message_event(users[1], "maybe", tracking_data="main")).status_code == 200
     before = _everything_stored(redis)
     assert [user for user in users if user.encode() in before] == []
-    queued = [f[b"to"] for _, f in redis.xrange(keys.VOTES_STREAM) + redis.xrange(keys.OUTBOX_STREAM)]
+    queued = [f[b"receiver"] for _, f in redis.xrange(keys.VOTES_STREAM) + redis.xrange(keys.OUTBOX_STREAM)]
     assert sorted({opened(to) for to in queued}) == sorted(users)
     assert all(to in before for to in queued)  # the reader does see the sealed ids while queued
     assert tally.drain(rt, "t") == 4
-    totals = sender.drain(rt, viber, "t")
+    totals = sender.drain(rt, senders, "t")
     assert totals["sent"] == 6
     assert len(fake_viber.sent_messages()) == 6
     after = _everything_stored(redis)

@@ -1,4 +1,4 @@
-"""viber-vote: anonymous public votes through a Viber bot."""
+"""viber-vote: anonymous public votes through messenger bots (Viber, Telegram)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,14 @@ def create_app(config: Config | Mapping[str, str] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions[EXTENSION] = Runtime.build(config)
 
-    from webhook import cli, dashboard, http_errors, operator_api, public_page, viber_webhook
+    from webhook import http_errors, public_page
+    from webhook.channels import registry
+    from webhook.operator import api, cli, dashboard
 
     http_errors.init_app(app)
-    app.register_blueprint(viber_webhook.bp)
-    app.register_blueprint(operator_api.bp)
+    for channel in registry.configured(config):
+        channel.init_app(app)  # its webhook and its commands
+    app.register_blueprint(api.bp)
     app.register_blueprint(public_page.bp)
     dashboard.init_app(app, config.operator_token)  # session key and cookie flags, /dashboard, /dashboard/rq
     cli.init_app(app)

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from webhook.errors import ConfigError
+from webhook.core.errors import ConfigError
+from webhook.store.connection import RedisSettings
 
 DEFAULT_VIBER_API_URL = "https://chatapi.viber.com/pa"
 DEFAULT_POLL_FILE = str(Path(__file__).parent / "polls" / "default.toml")
@@ -39,6 +40,11 @@ class Config:
     """The bot's public account URI, for viber://pa?chatURI=... links (env VIBER_CHAT_URI)."""
     audit_secret: str | None = None
     """Key that signs audit summaries; unset, one is derived from voter_id_secret."""
+
+    @property
+    def redis(self) -> RedisSettings:
+        """Where Redis is, for webhook/store/connection.py."""
+        return RedisSettings(self.redis_url)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Config:

@@ -8,7 +8,7 @@ from flask import Flask, Response, jsonify
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from webhook.errors import BadCallback, UnknownPoll
+from webhook.core.errors import BadCallback, UnknownPoll
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,14 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import segno
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from markupsafe import Markup
 from redis.exceptions import RedisError
 
-from webhook.polls import LANGUAGES, Poll, PollStatus
+from webhook.channels.viber import VIBER
+from webhook.core.polls import LANGUAGES, Poll, PollStatus
 from webhook.runtime import Runtime, runtime
 
 log = logging.getLogger(__name__)
@@ -105,12 +105,6 @@ def campaign() -> str | None:
     return value if CAMPAIGN.match(value) else None
 
 
-def viber_link(chat_uri: str, context: str | None) -> str:
-    """The deep link that opens the bot in Viber, with the campaign as its context."""
-    link = f"viber://pa?chatURI={quote(chat_uri, safe='')}"
-    return f"{link}&context={quote(context, safe='')}" if context else link
-
-
 @functools.lru_cache(maxsize=256)
 def qr_svg(link: str) -> Markup:
     """The link as a QR code, an inline SVG (drawn by segno; no user text is embedded)."""
@@ -161,7 +155,7 @@ def page() -> Response:
     """The public landing page of the current poll."""
     shot = snapshot()
     lang = language()
-    link = viber_link(runtime().config.viber_chat_uri, campaign())
+    link = VIBER.entry_link(runtime().config, campaign()).url
     html = render_template(
         "public.html",
         results=public_results(shot, lang),

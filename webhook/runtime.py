@@ -1,21 +1,21 @@
-"""The objects one process works with: config, Redis connection, polls and stores."""
+"""The objects one process works with: config, Redis connection, polls, stores and conversations."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app
 from redis import Redis
 
-from webhook.ballot_box import BallotBox
 from webhook.config import Config
-from webhook.outbox import Outbox
-from webhook.polls import PollBook, load_polls
-from webhook.scripts import Scripts
-from webhook.sealing import ReceiverSeal
+from webhook.core.ballot_box import BallotBox
+from webhook.core.conversation import Conversation
+from webhook.core.outbox import Outbox, ReplyLimits
+from webhook.core.polls import PollBook, load_polls
+from webhook.core.sealing import ReceiverSeal
+from webhook.store.connection import connect
+from webhook.store.scripts import Scripts
 
-REDIS_SOCKET_TIMEOUT_S = 2.0
-REDIS_CONNECT_TIMEOUT_S = 1.0
 EXTENSION = "viber_vote"
 
 
@@ -29,11 +29,12 @@ class Runtime:
     ballot_box: BallotBox
     outbox: Outbox
     seal: ReceiverSeal
+    _conversations: dict[str, Conversation] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(cls, config: Config) -> Runtime:
         """Connect lazily to Redis and load the poll file (loud if it is invalid)."""
-        redis = connect(config.redis_url)
+        redis = connect(config.redis)
         scripts = Scripts.register(redis)
         return cls(
             config=config,
@@ -44,15 +45,22 @@ class Runtime:
             seal=ReceiverSeal(config.voter_id_secret),
         )
 
-
-def connect(redis_url: str) -> Redis:
-    """A Redis client with timeouts, so an unreachable Redis fails fast instead of hanging."""
-    return Redis.from_url(
-        redis_url,
-        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-        health_check_interval=30,
-    )
+    def conversation(self, channel: str, *, seen_ttl_s: int) -> Conversation:
+        """The conversation with one channel's voters (built on first use, then reused)."""
+        found = self._conversations.get(channel)
+        if found is None:
+            limits = ReplyLimits(self.config.reply_rate_limit, self.config.reply_rate_window_s, seen_ttl_s)
+            found = Conversation(
+                channel,
+                secret=self.config.voter_id_secret,
+                polls=self.polls,
+                ballot_box=self.ballot_box,
+                outbox=self.outbox,
+                seal=self.seal,
+                limits=limits,
+            )
+            self._conversations[channel] = found
+        return found
 
 
 def runtime() -> Runtime:

@@ -1,4 +1,4 @@
-"""What a worker process builds once: its runtime, Viber client, send loop and stream consumer name."""
+"""What a worker process builds once: its runtime, channel senders, send loop and stream consumer name."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from typing import TypeVar
 from redis import Redis
 from redis.exceptions import ResponseError
 
+from webhook.channels import registry
+from webhook.channels.base import ChannelSender
 from webhook.config import Config
-from webhook.kick import KICK_TTL_MS
 from webhook.runtime import Runtime
-from webhook.viber_client import AsyncViberClient
+from webhook.store.pipeline import KICK_TTL_MS
 
 A = TypeVar("A")
 T = TypeVar("T")
@@ -36,12 +37,13 @@ def worker_runtime() -> Runtime:
 
 
 @functools.cache
-def viber_client() -> AsyncViberClient:
-    """This process's Viber API client for send_loop(), closed when the process exits."""
+def channel_senders() -> dict[str, ChannelSender]:
+    """This process's sender of each configured channel, for send_loop(), closed when the process exits."""
     config = worker_runtime().config
-    client = AsyncViberClient(config.viber_api_url, config.viber_auth_token, pool_size=SEND_CONCURRENCY)
-    atexit.register(client.close)
-    return client
+    senders = {c.name: c.sender(config, concurrency=SEND_CONCURRENCY) for c in registry.configured(config)}
+    for channel_sender in senders.values():
+        atexit.register(channel_sender.close)
+    return senders
 
 
 @functools.cache

@@ -1,6 +1,7 @@
-"""The send job: deliver queued replies to Viber concurrently; retry, park or drop failures.
+"""The send job: deliver queued replies through their channels concurrently; retry, park or drop failures.
 
-The drain thread reads and renders replies; their sends run concurrently on the process's event loop.
+The drain thread reads replies and words them; each entry's channel renders and sends it, all sends
+running concurrently on the process's event loop. A second channel adds a sender, not a branch here.
 """
 
 from __future__ import annotations
@@ -9,30 +10,30 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import Future
+from dataclasses import replace
 from queue import Empty, SimpleQueue
-from typing import Any
 
 from redis.exceptions import RedisError
 
-from webhook import keys, messages
-from webhook.errors import UnreadableReceiver
-from webhook.identity import parse_receipt
-from webhook.kick import Stage, kick
-from webhook.ledger import receipt_counted
-from webhook.outbox import ReplyKind
-from webhook.polls import Poll
+from webhook.channels.base import ChannelSender
+from webhook.core import facts, texts
+from webhook.core.errors import UnreadableReceiver
+from webhook.core.outbox import ReplyKind, SendResult, SendStatus
 from webhook.runtime import Runtime
-from webhook.viber_client import AsyncViberClient, SendResult, SendStatus
+from webhook.store import keys
+from webhook.store.pipeline import Stage, kick
+from webhook.store.streams import BadEntry, ReplyEntry
 from workers.context import (
     SEND_CONCURRENCY,
     Entry,
     StreamReader,
+    channel_senders,
     consumer_name,
     ensure_group,
     send_loop,
     start_all,
-    viber_client,
     worker_runtime,
 )
 
@@ -60,12 +61,12 @@ queued behind the tally job, can be late by that job's whole budget."""
 
 def drain_outbox() -> Counter[str]:
     """RQ job: send queued replies while they keep coming; returns how many ended each way."""
-    return drain(worker_runtime(), viber_client(), consumer_name(), idle_s=IDLE_S)
+    return drain(worker_runtime(), channel_senders(), consumer_name(), idle_s=IDLE_S)
 
 
 def drain(
     rt: Runtime,
-    client: AsyncViberClient,
+    senders: Mapping[str, ChannelSender],
     consumer: str,
     *,
     budget_s: float = DRAIN_BUDGET_S,
@@ -97,7 +98,7 @@ def drain(
                 entries = reader.read(BATCH_SIZE)
                 if not entries:
                     return totals
-            for entry, future in zip(entries, _send_all(rt, client, entries), strict=True):
+            for entry, future in zip(entries, _send_all(rt, senders, entries), strict=True):
                 in_flight[future] = entry
                 future.add_done_callback(completed.put)
         if not in_flight:
@@ -145,65 +146,75 @@ def settle(rt: Runtime, finished: list[tuple[Entry, SendResult]]) -> Counter[str
     for status, n in outcomes.items():
         pipe.hincrby(keys.STATS, f"send_{status}", n)
     pipe.execute()
-    log.info("sent replies: %s", dict(outcomes))
+    log.debug("sent replies: %s", dict(outcomes))
     return outcomes
 
 
-def _send_all(rt: Runtime, client: AsyncViberClient, entries: list[Entry]) -> list[Future[SendResult]]:
-    """Render outbox entries here, then start their sends on the send loop together; a future of each."""
+def _send_all(
+    rt: Runtime, senders: Mapping[str, ChannelSender], entries: list[Entry]
+) -> list[Future[SendResult]]:
+    """Word outbox entries here, then start their sends on the send loop together; a future of each."""
     futures: list[Future[SendResult]] = [Future() for _ in entries]
-    sends: list[tuple[dict[str, Any], Future[SendResult]]] = []
+    sends: list[tuple[Delivery, Future[SendResult]]] = []
     for (_, fields), future in zip(entries, futures, strict=True):
-        payload = render(rt, fields)
-        if isinstance(payload, SendResult):
-            future.set_result(payload)
+        prepared = prepare(rt, senders, fields)
+        if isinstance(prepared, SendResult):
+            future.set_result(prepared)
         else:
-            sends.append((payload, future))
-    start_all(send_loop(), client.send_message, sends)
+            sends.append((prepared, future))
+    start_all(send_loop(), _deliver, sends)
     return futures
 
 
-def render(rt: Runtime, fields: dict[bytes, bytes]) -> dict[str, Any] | SendResult:
-    """One outbox entry's send_message body, or a DEAD result if it names no known poll or reply kind."""
-    entry = {k.decode(): v.decode() for k, v in fields.items()}
-    poll = rt.polls.find(entry.get("p"))
+Delivery = tuple[ChannelSender, texts.ReplyContent, str]
+"""A reply ready to go: its channel's sender, its content, the receiver's messenger id."""
+
+
+async def _deliver(delivery: Delivery) -> SendResult:
+    """Send one prepared reply through its channel."""
+    channel_sender, content, receiver = delivery
+    return await channel_sender.send(content, receiver)
+
+
+def prepare(
+    rt: Runtime, senders: Mapping[str, ChannelSender], fields: dict[bytes, bytes]
+) -> Delivery | SendResult:
+    """An outbox entry worded and addressed, or a DEAD result (unknown poll, kind or channel)."""
     try:
-        kind = ReplyKind(entry.get("k"))
-    except ValueError:
-        kind = None
-    if poll is None or kind is None or not entry.get("to"):
-        return SendResult(SendStatus.DEAD, "unknown poll or reply kind")
+        entry = ReplyEntry.parse(fields)
+        kind = ReplyKind(entry.kind)
+    except (BadEntry, ValueError):
+        return SendResult(SendStatus.DEAD, "unreadable entry or unknown reply kind")
+    poll = rt.polls.find(entry.poll)
+    channel_sender = senders.get(entry.channel)
+    if poll is None or channel_sender is None:
+        return SendResult(SendStatus.DEAD, f"unknown poll or channel {entry.channel!r}")
     try:
-        receiver = rt.seal.open(entry["to"])
+        receiver = rt.seal.open(entry.receiver)
     except UnreadableReceiver as exc:
         return SendResult(SendStatus.DEAD, f"receiver unreadable: {exc}")
-    facts = look_up_facts(rt, poll, kind, entry)
-    return {"receiver": receiver, **messages.reply(poll, kind, entry, rt.config.bot_name, facts)}
-
-
-def look_up_facts(rt: Runtime, poll: Poll, kind: ReplyKind, entry: dict[str, str]) -> messages.Facts:
-    """What a reply needs to know at send time: the poll's status and counts, or a receipt."""
-    if kind in (ReplyKind.RESULTS, ReplyKind.CLOSED):
-        status = rt.ballot_box.status(poll)
-        counts = rt.ballot_box.counts(poll) if poll.results_visible(status) else None
-        return messages.Facts(status=status, counts=counts)
-    if kind is ReplyKind.CHECK:
-        number = parse_receipt(entry.get("r", ""))
-        found = None if number is None else receipt_counted(rt.redis, poll, number)
-        return messages.Facts(receipt_found=found)
-    return messages.Facts()
+    known = facts.look_up(rt.ballot_box, poll, kind, entry.receipt)
+    content = texts.reply(poll, kind, entry.language, known, receipt=entry.receipt or "", option=entry.option)
+    return channel_sender, content, receiver
 
 
 def _settle(pipe, entry_id: bytes, fields: dict[bytes, bytes], result: SendResult, now: float) -> SendStatus:  # type: ignore[no-untyped-def]
     """Queue a failed reply's retry or dead letter; returns the entry's final status."""
     if result.status in (SendStatus.SENT, SendStatus.DROPPED):
         return result.status
-    entry = {k.decode(): v.decode() for k, v in fields.items()}
-    attempts = int(entry.get("n", "0")) + 1
-    entry.update(n=str(attempts), id=entry_id.decode(), why=result.reason)
-    if result.status is SendStatus.RETRY and attempts <= len(RETRY_DELAYS_S):
-        pipe.zadd(keys.OUTBOX_RETRY, {json.dumps(entry, sort_keys=True): now + RETRY_DELAYS_S[attempts - 1]})
+    try:
+        entry = ReplyEntry.parse(fields)
+    except BadEntry:
+        parked = json.dumps(
+            {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
+        )
+        pipe.rpush(keys.OUTBOX_DEAD, parked)
+        return SendStatus.DEAD
+    entry = replace(entry, attempts=entry.attempts + 1)
+    if result.status is SendStatus.RETRY and entry.attempts <= len(RETRY_DELAYS_S):
+        delay_s = max(RETRY_DELAYS_S[entry.attempts - 1], result.retry_after_s or 0.0)
+        pipe.zadd(keys.OUTBOX_RETRY, {entry.parked(entry_id.decode(), result.reason): now + delay_s})
         return SendStatus.RETRY
-    pipe.rpush(keys.OUTBOX_DEAD, json.dumps(entry, sort_keys=True))
-    log.warning("reply dead-lettered after %d attempts: %s", attempts, result.reason)
+    pipe.rpush(keys.OUTBOX_DEAD, entry.parked(entry_id.decode(), result.reason))
+    log.warning("reply dead-lettered after %d attempts: %s", entry.attempts, result.reason)
     return SendStatus.DEAD

@@ -11,8 +11,8 @@ from rq import Queue, Worker
 from rq.executions import Execution
 from rq.registry import StartedJobRegistry
 
-from webhook import keys
-from webhook.kick import KICK_TTL_MS, Stage, kick
+from webhook.store import keys
+from webhook.store.pipeline import KICK_TTL_MS, Stage, kick
 from workers.context import worker_runtime
 
 log = logging.getLogger(__name__)

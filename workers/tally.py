@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import time
 
-from webhook import keys
-from webhook.errors import UnknownPoll
-from webhook.identity import receipt_code
-from webhook.kick import KICK_TTL_MS, Stage, kick
-from webhook.ledger import pack_ballot
+from webhook.core.errors import UnknownPoll
+from webhook.core.identity import receipt_code
+from webhook.core.ledger import pack_ballot
+from webhook.core.outbox import ReplyKind
 from webhook.runtime import Runtime
+from webhook.store import keys
+from webhook.store.pipeline import KICK_TTL_MS, Stage, kick
+from webhook.store.streams import BadEntry, ReplyEntry, VoteEntry
 from workers.context import StreamReader, consumer_name, ensure_group, worker_runtime
 
 log = logging.getLogger(__name__)
@@ -69,17 +71,29 @@ def apply_batch(rt: Runtime, entries: list[tuple[bytes, dict[bytes, bytes]]]) ->
     batched = 0
     for entry_id, fields in entries:
         try:
-            poll = rt.polls.get(fields[b"p"].decode())
-            voter, receiver = fields[b"k"], fields[b"to"]
-            index = int(fields[b"o"])
-            option = poll.options[index]
-            value = pack_ballot(index, int(fields[b"t"]))
-        except (KeyError, ValueError, IndexError, UnicodeDecodeError, UnknownPoll):
+            vote = VoteEntry.parse(fields)
+            poll = rt.polls.get(vote.poll)
+            option = poll.options[vote.option]
+        except (BadEntry, IndexError, UnknownPoll):
             log.error("vote %s cannot be tallied (unknown poll or option); left queued", entry_id)
             continue
-        script_keys += [keys.ballots(poll.id, voter), keys.counts(poll.id), keys.minutes(poll.id)]
-        args += [entry_id, keys.field(voter), value, option.id, receiver, poll.id]
-        args += [fields.get(b"l", b"en"), receipt_code(voter), int(fields[b"t"]) // 60]
+        confirmation = ReplyEntry(
+            channel=vote.channel,
+            kind=ReplyKind.CONFIRM.value,
+            receiver=vote.receiver,
+            poll=poll.id,
+            language=vote.language,
+            receipt=receipt_code(vote.voter),
+            option=option.id,
+        ).pairs()
+        script_keys += [
+            keys.ballots(poll.id, vote.voter),
+            keys.counts(poll.id),
+            keys.minutes(poll.id),
+            keys.channel_counts(poll.id),
+        ]
+        args += [entry_id, keys.field(vote.voter), pack_ballot(vote.option, vote.accepted_at), option.id]
+        args += [vote.accepted_at // 60, vote.channel, len(confirmation), *confirmation]
         batched += 1
     if not batched:
         return 0
@@ -88,5 +102,5 @@ def apply_batch(rt: Runtime, entries: list[tuple[bytes, dict[bytes, bytes]]]) ->
     )
     if must_kick:
         kick(Stage.SEND, connection=rt.redis)
-    log.info("tallied %d votes (%d new)", batched, counted)
+    log.debug("tallied %d votes (%d new)", batched, counted)
     return int(counted)

@@ -17,12 +17,12 @@ import pytest
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from bench.redis_server import RedisServer, free_port
-from bench.stack import Stack
 from tests.conftest import message_event, signed
-from webhook import keys
-from webhook.ledger import Recount, recount
-from webhook.polls import Poll, load_polls
+from tests.support.redis_server import RedisServer, free_port
+from tests.support.stack import Stack
+from webhook.core.ledger import Recount, recount
+from webhook.core.polls import Poll, load_polls
+from webhook.store import keys
 
 POLL_ID = "main"
 OPTIONS = ("yes", "no", "abstain")

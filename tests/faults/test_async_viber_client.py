@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from bench.fake_viber import FakeViber
 from tests.conftest import BOT_TOKEN
-from webhook.config import Config
-from webhook.viber_client import (
+from tests.support.fake_viber import FakeViber
+from webhook.channels.viber.client import (
     QUICK_BACKOFF_S,
     QUICK_RETRIES,
     AsyncViberClient,
@@ -22,6 +21,7 @@ from webhook.viber_client import (
     ViberClient,
     retry_after_s,
 )
+from webhook.config import Config
 from workers.context import send_loop
 
 RECEIVER = "async-client-receiver"

@@ -7,9 +7,6 @@ import time
 
 from redis import Redis
 
-from bench.fake_viber import FakeViber
-from bench.redis_server import RedisServer
-from bench.stack import Stack
 from tests.conftest import (
     BOT_TOKEN,
     OPERATOR_TOKEN,
@@ -20,20 +17,25 @@ from tests.conftest import (
     post_live,
 )
 from tests.faults.conftest import pipeline_idle, wait_until
-from webhook import keys
+from tests.support.fake_viber import FakeViber
+from tests.support.redis_server import RedisServer
+from tests.support.stack import Stack
+from webhook.channels.base import ChannelSender
+from webhook.channels.viber import ViberSender
+from webhook.channels.viber.client import AsyncViberClient
+from webhook.core.sealing import SEAL_PREFIX
 from webhook.runtime import Runtime
-from webhook.sealing import SEAL_PREFIX
-from webhook.viber_client import AsyncViberClient
+from webhook.store import keys
 from workers import sender, tally
 
 
 def outbox_receivers(redis: Redis) -> list[str]:
     """Receivers of the replies waiting in the outbox."""
-    return [opened(fields[b"to"]) for _, fields in redis.xrange(keys.OUTBOX_STREAM)]
+    return [opened(fields[b"receiver"]) for _, fields in redis.xrange(keys.OUTBOX_STREAM)]
 
 
 def test_flooding_one_chat_cannot_crowd_out_others(
-    client, rt: Runtime, redis: Redis, fake_viber: FakeViber, viber: AsyncViberClient
+    client, rt: Runtime, redis: Redis, fake_viber: FakeViber, senders: dict[str, ChannelSender]
 ):
     """200 texts from one voter queue at most REPLY_RATE_LIMIT replies; another voter is served at once."""
     for _ in range(200):
@@ -42,7 +44,7 @@ def test_flooding_one_chat_cannot_crowd_out_others(
     assert int(redis.hget(keys.STATS, "reply_limited")) == 200 - rt.config.reply_rate_limit
     assert post_callback(client, message_event("neighbour", "yes")).status_code == 200
     assert tally.drain(rt, "t") == 1
-    sender.drain(rt, viber, "t")
+    sender.drain(rt, senders, "t")
     assert "is counted" in fake_viber.messages_to("neighbour")[0]["text"]
     assert len(fake_viber.messages_to("flooder")) == rt.config.reply_rate_limit
 
@@ -52,16 +54,17 @@ def test_viber_timing_out_is_retried_later_and_the_vote_stays_counted(
 ):
     """Three answers slower than the read timeout park the confirmation; it goes out on the retry."""
     viber = AsyncViberClient(rt.config.viber_api_url, rt.config.viber_auth_token, read_timeout_s=0.3)
+    senders = {"viber": ViberSender(viber, rt.config.bot_name)}
     fake_viber.fail_next(3, http_status=200, delay_s=1.0)
     assert post_callback(client, message_event("slow-api", "no")).status_code == 200
     assert tally.drain(rt, "t") == 1
     with viber:
-        assert sender.drain(rt, viber, "t") == {"retry": 1}
+        assert sender.drain(rt, senders, "t") == {"retry": 1}
         [(parked, _)] = redis.zrange(keys.OUTBOX_RETRY, 0, -1, withscores=True)
-        assert b"Timeout" in parked and b'"n": "1"' in parked
+        assert b"Timeout" in parked and b'"attempts": "1"' in parked
         assert rt.ballot_box.counts(rt.polls.get("main"))["no"] == 1
         assert rt.outbox.move_due_retries(now=time.time() + sender.RETRY_DELAYS_S[0]) == 1
-        assert sender.drain(rt, viber, "t") == {"sent": 1}
+        assert sender.drain(rt, senders, "t") == {"sent": 1}
     assert redis.zcard(keys.OUTBOX_RETRY) == 0
     assert rt.ballot_box.counts(rt.polls.get("main")) == {"yes": 0, "no": 1, "abstain": 0}
 
@@ -125,5 +128,5 @@ def test_no_id_phone_or_token_in_redis_its_files_or_logs(
     assert SEAL_PREFIX.encode() in on_disk
     assert redis.hgetall(keys.counts("phone")) == {b"yes": b"1"}
     [dead] = redis.lrange(keys.OUTBOX_DEAD, 0, -1)
-    assert opened(json.loads(dead)["to"]) == "privacy-dead-letter"
+    assert opened(json.loads(dead)["receiver"]) == "privacy-dead-letter"
     redis.close()

@@ -12,9 +12,6 @@ from collections import Counter
 import pytest
 from redis import Redis
 
-from bench.fake_viber import FakeViber
-from bench.redis_server import RedisServer
-from bench.stack import Stack
 from tests.conftest import VOTER_ID_SECRET
 from tests.faults.conftest import (
     Supervisor,
@@ -27,8 +24,11 @@ from tests.faults.conftest import (
     votes_idle,
     wait_until,
 )
-from webhook import keys
-from webhook.identity import IdentityKind, voter_key
+from tests.support.fake_viber import FakeViber
+from tests.support.redis_server import RedisServer
+from tests.support.stack import Stack
+from webhook.core.identity import IdentityKind, voter_key
+from webhook.store import keys
 
 STALE_TAKEOVER_S = 30
 """workers/tally.py STALE_MS: a batch read before the crash is taken over after this long."""

@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from bench.fake_viber import FakeViber
-from bench.stack import ROOT, Stack
 from tests.conftest import message_event, opened, post_live
 from tests.faults.conftest import (
     PollingThread,
@@ -25,7 +23,9 @@ from tests.faults.conftest import (
     report,
     wait_until,
 )
-from webhook import keys
+from tests.support.fake_viber import FakeViber
+from tests.support.stack import ROOT, Stack
+from webhook.store import keys
 from workers.sender import RETRY_DELAYS_S
 
 
@@ -53,7 +53,7 @@ class ParkedWatcher(PollingThread):
 
     def retried(self, receiver: str) -> list[tuple[dict[str, Any], float]]:
         """(entry, seconds until due when first seen) of a receiver's parked replies."""
-        return [(e, d) for e, d in self.retry if opened(e["to"]) == receiver]
+        return [(e, d) for e, d in self.retry if opened(e["receiver"]) == receiver]
 
 
 def vote(stack: Stack, user: str, option: str = "yes") -> None:
@@ -117,7 +117,7 @@ def test_viber_failures_retried_dead_lettered_replayed_or_dropped(
         wait_until(lambda: bool(watcher.retried("refused")), 5, "the watcher to see the parked reply")
         [member] = redis.zrange(keys.OUTBOX_RETRY, 0, -1)
         assert redis.zrem(keys.OUTBOX_RETRY, member) == 1
-        exhausted = {**json.loads(member), "n": str(len(RETRY_DELAYS_S))}
+        exhausted = {**json.loads(member), "attempts": str(len(RETRY_DELAYS_S))}
         redis.xadd(keys.OUTBOX_STREAM, exhausted)  # as if every later retry had failed too
         wait_until(lambda: redis.llen(keys.OUTBOX_DEAD) == 1, 10, "the reply to be dead-lettered")
         fake_viber.start()
@@ -127,22 +127,22 @@ def test_viber_failures_retried_dead_lettered_replayed_or_dropped(
         wait_until(lambda: pipeline_idle(redis), 10, "the outbox to empty")
 
     five_hundreds = watcher.retried("five-hundreds")
-    assert [(e["n"], e["why"]) for e, _ in five_hundreds] == [("1", "http 500")]
+    assert [(e["attempts"], e["why"]) for e, _ in five_hundreds] == [("1", "http 500")]
     assert 0.5 < five_hundreds[0][1] <= RETRY_DELAYS_S[0]
     assert sends_to(fake_viber, "five-hundreds") == 4  # 1 + 2 quick retries, then 1 after the backoff
-    assert [(e["n"], e["why"]) for e, _ in watcher.retried("too-many")] == [("1", "viber status 12")]
+    assert [(e["attempts"], e["why"]) for e, _ in watcher.retried("too-many")] == [("1", "viber status 12")]
     assert sends_to(fake_viber, "too-many") == 2  # status 12 is not retried at once
     [(refused, _)] = watcher.retried("refused")
-    assert refused["n"] == "1" and refused["why"].startswith("transport")
+    assert refused["attempts"] == "1" and refused["why"].startswith("transport")
     [dead] = watcher.dead
-    assert (opened(dead["to"]), dead["n"]) == ("refused", str(len(RETRY_DELAYS_S) + 1))
-    assert dead["why"].startswith("transport") and dead["r"] == refused["r"]
+    assert (opened(dead["receiver"]), dead["attempts"]) == ("refused", str(len(RETRY_DELAYS_S) + 1))
+    assert dead["why"].startswith("transport") and dead["receipt"] == refused["receipt"]
     assert replayed.returncode == 0 and "replayed 1 replies" in replayed.stdout, replayed.stderr
     [replayed_message] = fake_viber.messages_to("refused")
-    assert refused["r"] in replayed_message["text"]
+    assert refused["receipt"] in replayed_message["text"]
     for gone in ("gone-5", "gone-6"):
         assert sends_to(fake_viber, gone) == 1 and fake_viber.messages_to(gone) == []
-        assert watcher.retried(gone) == [] and all(opened(d["to"]) != gone for d in watcher.dead)
+        assert watcher.retried(gone) == [] and all(opened(d["receiver"]) != gone for d in watcher.dead)
     assert redis.llen(keys.OUTBOX_DEAD) == 0
     assert Counter(m["receiver"] for m in fake_viber.sent_messages()) == Counter(
         {"five-hundreds": 1, "too-many": 1, "refused": 1}

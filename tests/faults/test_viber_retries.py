@@ -11,13 +11,13 @@ from typing import Any
 from flask.testing import FlaskClient
 from redis import Redis
 
-from bench.fake_viber import FakeViber
-from bench.stack import Stack
 from tests.conftest import message_event, post_callback, post_live
 from tests.faults.conftest import assert_ledger_consistent, main_poll, pipeline_idle, report, wait_until
-from webhook import keys
-from webhook.polls import PollStatus
+from tests.support.fake_viber import FakeViber
+from tests.support.stack import Stack
+from webhook.core.polls import PollStatus
 from webhook.runtime import Runtime
+from webhook.store import keys
 
 
 def deliver_at_once(stack: Stack, payload: dict[str, Any], copies: int) -> list[int]:
@@ -87,5 +87,5 @@ def test_redelivery_after_close_does_not_contradict_the_confirmation(
     rt.ballot_box.set_status(rt.polls.get("main"), PollStatus.CLOSED)
     assert post_callback(client, ballot).status_code == 200
     assert redis.xlen(keys.VOTES_STREAM) == 1
-    queued = [fields[b"k"] for _, fields in redis.xrange(keys.OUTBOX_STREAM)]
+    queued = [fields[b"kind"] for _, fields in redis.xrange(keys.OUTBOX_STREAM)]
     assert b"closed" not in queued

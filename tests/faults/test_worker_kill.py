@@ -10,8 +10,6 @@ from redis import Redis
 from rq import Queue
 from rq.registry import StartedJobRegistry
 
-from bench.fake_viber import FakeViber
-from bench.stack import Stack
 from tests.faults.conftest import (
     VoteStream,
     assert_ledger_consistent,
@@ -23,7 +21,9 @@ from tests.faults.conftest import (
     votes_idle,
     wait_until,
 )
-from webhook.kick import DRAIN_JOB_TIMEOUT_S
+from tests.support.fake_viber import FakeViber
+from tests.support.stack import Stack
+from webhook.store.pipeline import DRAIN_JOB_TIMEOUT_S
 
 VOTES = 5000
 KILLS = 2

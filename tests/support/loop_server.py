@@ -1,8 +1,4 @@
-"""An aiohttp low-level server on its own event loop in a daemon thread (the base of the API fakes).
-
-The same design as bench/fake_viber.py, which keeps its own copy so the benchmark code does not
-depend on tests/.
-"""
+"""An aiohttp low-level server on its own event loop in a daemon thread (the base of the API fakes)."""
 
 from __future__ import annotations
 

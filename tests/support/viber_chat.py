@@ -16,14 +16,14 @@ class Chat:
         client: Any,
         rt: Any,
         fake_viber: Any,
-        viber: Any,
+        senders: Any,
         user_id: str,
         language: str = "en",
         api_version: int = 10,
         country: str = "BY",
     ) -> None:
         """A chat of one Viber user (id, language, client version, account country)."""
-        self.client, self.rt, self.fake, self.viber = client, rt, fake_viber, viber
+        self.client, self.rt, self.fake, self.senders = client, rt, fake_viber, senders
         self.user_id, self.language, self.api_version = user_id, language, api_version
         self.country = country
         self.seen = 0
@@ -52,7 +52,7 @@ class Chat:
     def replies(self) -> list[dict[str, Any]]:
         """Drain the tally and send workers; the replies to this voter not returned before."""
         tally.drain(self.rt, "test")
-        sender.drain(self.rt, self.viber, "test")
+        sender.drain(self.rt, self.senders, "test")
         replies = self.fake.messages_to(self.user_id)
         new, self.seen = replies[self.seen :], len(replies)
         return new

@@ -1,0 +1,132 @@
+"""Casting votes: the webhook's atomic claim-and-queue step, poll state and live counts."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+
+from redis import Redis
+
+from webhook.core.polls import Poll, PollStatus
+from webhook.store import keys
+from webhook.store.pipeline import KICK_TTL_MS, Stage, kick
+from webhook.store.scripts import Scripts
+from webhook.store.streams import VoteEntry
+
+MESSAGE_TAG_MODULO = 4096
+"""A message token is remembered in a claim as token mod 4096: enough to tell Viber's retry
+of the vote (same token) from a second tap (another token); a clash only skips one
+"already voted" reply."""
+
+
+class CastOutcome(StrEnum):
+    """What happened to a vote the webhook received."""
+
+    ACCEPTED = "accepted"
+    RETRY = "retry"
+    DUPLICATE = "duplicate"
+    NOT_OPEN = "not_open"
+    CLOSED = "closed"
+
+
+class BindOutcome(StrEnum):
+    """What binding a shared number to an account did."""
+
+    BOUND = "bound"
+    SAME = "same"
+    OTHER_NUMBER = "other_number"
+    BOUND_ELSEWHERE = "bound_elsewhere"
+
+
+class BallotBox:
+    """The vote-side Redis operations, on one explicit connection."""
+
+    def __init__(self, *, connection: Redis, scripts: Scripts | None = None) -> None:
+        """Bind to a Redis connection."""
+        self.redis = connection
+        self.scripts = scripts or Scripts.register(connection)
+
+    def cast(
+        self, poll: Poll, vote: VoteEntry, *, message_token: int, account: bytes | None = None
+    ) -> CastOutcome:
+        """Claim the voter (and, in a phone poll, the account with it) and queue the vote atomically.
+
+        vote.voter is the identity the ballot is stored under: the account, or in a phone poll the
+        number; account is then the messenger account that holds the number, claimed in the same
+        step so that neither can vote twice. A tally job is kicked when needed.
+        """
+        voter = vote.voter
+        outcome, must_kick = self.scripts.cast(
+            keys=[
+                keys.state(poll.id),
+                keys.voters(poll.id, voter),
+                keys.accounts(poll.id, account) if account is not None else keys.voters(poll.id, voter),
+                keys.VOTES_STREAM,
+                keys.KICK_TALLY,
+                keys.STATS,
+            ],
+            args=[
+                poll.scheduled_status(vote.accepted_at).value,
+                keys.field(voter),
+                message_token % MESSAGE_TAG_MODULO,
+                keys.field(account) if account is not None else b"",
+                KICK_TTL_MS,
+                *vote.pairs(),
+            ],
+        )
+        if must_kick:
+            kick(Stage.TALLY, connection=self.redis)
+        return CastOutcome(outcome.decode())
+
+    def status(self, poll: Poll, now: float | None = None) -> PollStatus:
+        """The poll's status: an operator's override, else its schedule."""
+        override = self.redis.get(keys.state(poll.id))
+        if override is not None:
+            return PollStatus(override.decode())
+        return poll.scheduled_status(time.time() if now is None else now)
+
+    def set_status(self, poll: Poll, status: PollStatus | None) -> None:
+        """Open or close a poll by hand, or (None) go back to its schedule."""
+        if status is None:
+            self.redis.delete(keys.state(poll.id))
+        elif status is PollStatus.NOT_OPEN:
+            raise ValueError("a poll can be opened or closed by hand, not un-opened")
+        else:
+            self.redis.set(keys.state(poll.id), status.value)
+
+    def counts(self, poll: Poll) -> dict[str, int]:
+        """Votes counted per option id, every option present."""
+        raw = self.redis.hgetall(keys.counts(poll.id))
+        stored = {k.decode(): int(v) for k, v in raw.items()}
+        return {option.id: stored.get(option.id, 0) for option in poll.options}
+
+    def phone_of(self, channel: str, account: bytes) -> bytes | None:
+        """The phone key an account of this messenger is bound to, if any.
+
+        A link an older version made (a STRING with a TTL) is adopted as the first binding.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(keys.account_binding(channel, account), keys.field(account))
+        pipe.get(keys.legacy_phone_link(account))
+        bound, legacy = pipe.execute()
+        if bound is None and legacy is not None:
+            self._bind(channel, account, legacy, "adopt")
+            return legacy
+        return bound
+
+    def bind_phone(self, channel: str, account: bytes, phone: bytes) -> BindOutcome:
+        """Bind an account to a number for good, unless either is bound to another already."""
+        self.phone_of(channel, account)  # an older version's link first becomes the binding
+        return self._bind(channel, account, phone, "bind")
+
+    def _bind(self, channel: str, account: bytes, phone: bytes, mode: str) -> BindOutcome:
+        """Run the binding script ("bind" or "adopt")."""
+        outcome = self.scripts.bind_phone(
+            keys=[
+                keys.account_binding(channel, account),
+                keys.phone_binding(channel, phone),
+                keys.legacy_phone_link(account),
+            ],
+            args=[keys.field(account), phone, keys.field(phone), account, mode],
+        )
+        return BindOutcome(outcome.decode())

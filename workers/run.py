@@ -1,0 +1,62 @@
+"""`python -m workers.run tally|send|clock`: an RQ worker, or the clock, on the service's Redis connection.
+
+The Procfile runs these (under workers.keepalive) instead of `rq worker --url ...`: Redis is then
+reached the one way the rest of the service reaches it (webhook/store/connection.py, a URL or
+Sentinel), and the jobs share the worker's connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from rq import Queue
+from rq.cron import CronScheduler
+from rq.utils import import_attribute
+from rq.worker import SimpleWorker
+
+from webhook.store.pipeline import SWEEP_JOB, Stage
+from workers.context import worker_runtime
+
+SWEEP_INTERVAL_S = 2
+SWEEP_TTL_S = 10
+"""A sweep not started within this time (seconds) is dropped: the next one will do."""
+ROLES = ("tally", "send", "clock")
+LOG_LEVEL = "INFO"
+
+
+def run_worker(stage: Stage) -> None:
+    """Work one stage's queue until stopped (SimpleWorker: jobs run in this process, no fork each)."""
+    redis = worker_runtime().redis
+    worker = SimpleWorker([Queue(stage.value, connection=redis)], connection=redis)
+    worker.work(logging_level=LOG_LEVEL)
+
+
+def run_clock() -> None:
+    """Queue the sweep every SWEEP_INTERVAL_S seconds on the tally queue, until stopped."""
+    cron = CronScheduler(connection=worker_runtime().redis, logging_level=LOG_LEVEL)
+    cron.register(
+        import_attribute(SWEEP_JOB),
+        queue_name=Stage.TALLY.value,
+        interval=SWEEP_INTERVAL_S,
+        ttl=SWEEP_TTL_S,
+        result_ttl=0,
+    )
+    cron.start()
+
+
+def main(argv: list[str]) -> int:
+    """Run the role named on the command line."""
+    if len(argv) != 1 or argv[0] not in ROLES:
+        print(f"usage: python -m workers.run {{{','.join(ROLES)}}}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=LOG_LEVEL, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if argv[0] == "clock":
+        run_clock()
+    else:
+        run_worker(Stage(argv[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
