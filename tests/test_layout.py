@@ -41,7 +41,9 @@ def test_the_import_contracts_hold() -> None:
         ("webhook/store/pipeline.py", "import workers.tally", "never imports worker code"),
     ],
 )
-def test_a_deliberate_violation_breaks_the_build(tmp_path: Path, module: str, line: str, contract: str) -> None:
+def test_a_deliberate_violation_breaks_the_build(
+    tmp_path: Path, module: str, line: str, contract: str
+) -> None:
     """A copy of the tree with one forbidden import fails lint-imports, naming the broken contract."""
     for part in ("webhook", "workers"):
         shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
