@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.support.redis_server import RedisServer, find_redis_server, free_port
 
@@ -52,3 +54,15 @@ def test_start_failure_reports_log(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError, match="Address already in use"):
             second.start(timeout_s=5)
         assert first.client().ping()
+
+
+def test_password_protects_server(tmp_path: Path) -> None:
+    """With a password the server requires AUTH; client() and url carry the password."""
+    with RedisServer(tmp_path, password="s3cret pw") as server:
+        assert server.client().ping()
+        assert redis.Redis.from_url(server.url).ping()
+        assert server.url.startswith("redis://:s3cret%20pw@127.0.0.1:")
+        # No retries: redis-py 8 retries AuthenticationError (a ConnectionError) 10 times by default.
+        anonymous = redis.Redis(host="127.0.0.1", port=server.port, retry=Retry(NoBackoff(), 0))
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            anonymous.set("vote", "1")

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from pathlib import Path
 from types import FrameType, TracebackType
+from urllib.parse import quote
 
 import redis
 
@@ -89,6 +90,7 @@ class RedisServer:
         appendonly: bool = False,
         appendfsync: str = "always",
         extra: dict[str, str] | None = None,
+        password: str | None = None,
     ) -> None:
         """Configure (not start) a server; a free port is picked if none is given."""
         self.directory = Path(directory).resolve()
@@ -97,6 +99,7 @@ class RedisServer:
         self.appendonly = appendonly
         self.appendfsync = appendfsync
         self.extra: dict[str, str] = dict(extra or {})
+        self.password = password
         self.executable: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._started_once = False
@@ -113,8 +116,9 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        """Connection URL of database 0."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """Connection URL of database 0 (with the password when one is set)."""
+        auth = "" if self.password is None else f":{quote(self.password, safe='')}@"
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
     def pid(self) -> int | None:
@@ -152,12 +156,15 @@ class RedisServer:
             "--logfile",
             str(self.log_path),
         ]
+        if self.password is not None:
+            args += ["--requirepass", self.password]
         for key, value in self.extra.items():
             args += [f"--{key.lstrip('-')}", value]
         return args
 
     def client(self, **kwargs: object) -> redis.Redis:
         """Return a redis-py client for this server (extra kwargs go to redis.Redis)."""
+        kwargs.setdefault("password", self.password)
         return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)  # type: ignore[arg-type]
 
     def start(self, timeout_s: float = 10.0) -> None:
@@ -206,6 +213,7 @@ class RedisServer:
                     port=self.port,
                     socket_timeout=1,
                     socket_connect_timeout=1,
+                    password=self.password,
                 ) as conn:
                     # Another server on this port would answer too: check the pid.
                     if conn.ping() and conn.info("server").get("process_id") == proc.pid:
