@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: chromium run test lint format bench bench-memory bench-distant translations clean
+.PHONY: chromium nginx run test lint format bench bench-memory bench-distant translations clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,20 @@ chromium:  ## Debian's Chromium for the browser test (installed when missing and
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "no /usr/bin/chromium: the browser test will skip (install Debian's chromium package)"
 
-test: $(STAMP) chromium  ## Lint, then every test against a throwaway redis-server
+# Debian's nginx postinst starts the service (the default site on port 80) unless policy-rc.d
+# says no: a policy-rc.d exiting 101 (Docker images ship one) is put in place for the install when
+# there is none, and removed after. Under systemd the unit is also disabled, so no boot starts it.
+# The test runs its own nginx (tests/support/nginx.py); the system service is never needed.
+nginx:  ## Debian's nginx for the slow-client test (installed when missing and run as root, never started)
+	@test -x /usr/sbin/nginx || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ( \
+	  policy=/usr/sbin/policy-rc.d; \
+	  if [ ! -e $$policy ]; then trap 'rm -f '$$policy EXIT; printf '#!/bin/sh\nexit 101\n' >$$policy; \
+	    chmod 755 $$policy; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null \
+	  && { [ ! -d /run/systemd/system ] || systemctl disable --quiet nginx; } ); } \
+	  || echo "no /usr/sbin/nginx: the nginx test will skip (install Debian's nginx package)"
+
+test: $(STAMP) chromium nginx  ## Lint, then every test against a throwaway redis-server
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
