@@ -11,6 +11,10 @@ threads = int(os.environ.get("WEB_THREADS", "16"))
 """Threads per worker. A kept-alive connection waits in the worker's poller, not in a thread, and a
 client closing slowly holds one thread, not the whole worker: with Viber a round trip away, sync
 workers answer only WEB_CONCURRENCY / round trip callbacks per second (`make bench-distant`)."""
+preload_app = True
+"""The app (and aiogram's ~1 s of type building) is imported once in the master; workers fork from it.
+PROMETHEUS_MULTIPROC_DIR is therefore set here, before the app is imported (prometheus_client picks
+its multiprocess mode at import)."""
 keepalive = 5
 timeout = 30
 graceful_timeout = 10
@@ -19,10 +23,8 @@ control_socket_disable = True
 """Several stacks (tests, benchmarks) run on one machine; a shared control socket would clash."""
 
 
-def on_starting(server):  # type: ignore[no-untyped-def]
-    """Give the workers one directory for their summed Prometheus metrics."""
-    directory = tempfile.mkdtemp(prefix="viber-vote-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="viber-vote-metrics-")
+"""The workers' one directory for their summed Prometheus metrics."""
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]

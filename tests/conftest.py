@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 from redis import Redis
 
+from tests.support.fake_telegram import FakeTelegram
 from tests.support.fake_viber import FakeViber
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.stack import Stack
 from webhook import create_app
 from webhook.channels.base import ChannelSender
+from webhook.channels.telegram import TELEGRAM
 from webhook.channels.viber import ViberSender
 from webhook.channels.viber.client import AsyncViberClient
 from webhook.channels.viber.signature import HEADER, sign
@@ -29,6 +31,10 @@ from webhook.runtime import Runtime
 BOT_TOKEN = "test-bot-token-0123456789abcdef"
 OPERATOR_TOKEN = "test-operator-token-0123456789"
 VOTER_ID_SECRET = "test-voter-secret-0123456789"
+TELEGRAM_TOKEN = "123456789:test-telegram-token-0123456789abcdef"
+TELEGRAM_SECRET = "test-telegram-webhook-secret-0123456789"
+FAST_TELEGRAM = {"TELEGRAM_MESSAGES_PER_S": "1000"}
+"""The Procfile stacks' Telegram send rate (the fake enforces no limit): a paid-broadcast rate."""
 POLL_FILE = Path(__file__).parent / "polls.toml"
 _tokens = itertools.count(5_100_000_000_000_000_000)
 
@@ -57,11 +63,21 @@ def fake_viber() -> Iterator[FakeViber]:
 
 
 @pytest.fixture
-def environ(redis_server: RedisServer, fake_viber: FakeViber) -> dict[str, str]:
-    """The settings a deployment would put in the environment."""
+def fake_telegram() -> Iterator[FakeTelegram]:
+    """A local fake of the Telegram Bot API that records what it is sent."""
+    with FakeTelegram(token=TELEGRAM_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+def environ(redis_server: RedisServer, fake_viber: FakeViber, fake_telegram: FakeTelegram) -> dict[str, str]:
+    """The settings a deployment would put in the environment (both channels)."""
     return {
         "VIBER_AUTH_TOKEN": BOT_TOKEN,
         "VIBER_API_URL": fake_viber.url,
+        "TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN,
+        "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
+        "TELEGRAM_API_URL": fake_telegram.url,
         "REDIS_URL": redis_server.url,
         "VOTER_ID_SECRET": VOTER_ID_SECRET,
         "OPERATOR_TOKEN": OPERATOR_TOKEN,
@@ -97,9 +113,11 @@ def viber(config: Config) -> Iterator[AsyncViberClient]:
 
 
 @pytest.fixture
-def senders(viber: AsyncViberClient, config: Config) -> dict[str, ChannelSender]:
+def senders(viber: AsyncViberClient, config: Config, rt: Runtime) -> Iterator[dict[str, ChannelSender]]:
     """The send worker's channel senders, against the fakes (what sender.drain takes)."""
-    return {"viber": ViberSender(viber, config.bot_name)}
+    telegram = TELEGRAM.sender(config, concurrency=8)
+    yield {"viber": ViberSender(viber, config.bot_name), "telegram": telegram}
+    telegram.close()
 
 
 @pytest.fixture
@@ -169,7 +187,8 @@ def post_callback(client, payload: dict[str, Any] | bytes):  # type: ignore[no-u
 @pytest.fixture
 def stack(environ: dict[str, str], redis: Redis, tmp_path: Path) -> Iterator[Stack]:
     """The whole service as the Procfile runs it (gunicorn, tally and send workers, clock)."""
-    with Stack(environ, tmp_path / "logs", port=free_port(), counts={"web": 1}) as running:
+    env = {**environ, **FAST_TELEGRAM}
+    with Stack(env, tmp_path / "logs", port=free_port(), counts={"web": 1}) as running:
         yield running
 
 

@@ -18,7 +18,7 @@ def create_app(config: Config | Mapping[str, str] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions[EXTENSION] = Runtime.build(config)
 
-    from webhook import http_errors, public_page
+    from webhook import http_errors, public
     from webhook.channels import registry
     from webhook.operator import api, cli, dashboard
 
@@ -26,7 +26,7 @@ def create_app(config: Config | Mapping[str, str] | None = None) -> Flask:
     for channel in registry.configured(config):
         channel.init_app(app)  # its webhook and its commands
     app.register_blueprint(api.bp)
-    app.register_blueprint(public_page.bp)
+    app.register_blueprint(public.bp)
     dashboard.init_app(app, config.operator_token)  # session key and cookie flags, /dashboard, /dashboard/rq
     cli.init_app(app)
     return app

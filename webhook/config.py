@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,13 @@ from webhook.store.connection import RedisSettings
 
 DEFAULT_VIBER_API_URL = "https://chatapi.viber.com/pa"
 DEFAULT_POLL_FILE = str(Path(__file__).parent / "polls" / "default.toml")
+DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
+DEFAULT_TELEGRAM_MESSAGES_PER_S = 25
+"""Under Telegram's ~30 messages a second, leaving room for the webhook's own answers."""
+TELEGRAM_TOKEN = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{20,}$")
+TELEGRAM_SECRET = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
+"""The Bot API allows 1-256 characters of these; fewer than 16 would be guessable."""
+TELEGRAM_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 """Largest webhook body accepted, in bytes; Viber's own API limit is 30 KB."""
 DEFAULT_MAX_CALLBACK_AGE_S = 2 * 3600
@@ -25,10 +33,11 @@ DEFAULT_REPLY_RATE_WINDOW_S = 60
 class Config:
     """The service's settings, each with its type."""
 
-    viber_auth_token: str
     redis_url: str
     voter_id_secret: str
     operator_token: str
+    viber_auth_token: str | None = None
+    """The Viber bot's token; unset, the service runs no Viber bot (Telegram's settings are then needed)."""
     poll_file: str = DEFAULT_POLL_FILE
     viber_api_url: str = DEFAULT_VIBER_API_URL
     bot_name: str = "Vote"
@@ -36,10 +45,12 @@ class Config:
     max_callback_age_s: int = DEFAULT_MAX_CALLBACK_AGE_S
     reply_rate_limit: int = DEFAULT_REPLY_RATE_LIMIT
     reply_rate_window_s: int = DEFAULT_REPLY_RATE_WINDOW_S
-    viber_chat_uri: str = "viber-vote"
+    viber_chat_uri: str | None = None
     """The bot's public account URI, for viber://pa?chatURI=... links (env VIBER_CHAT_URI)."""
     audit_secret: str | None = None
     """Key that signs audit summaries; unset, one is derived from voter_id_secret."""
+    telegram: TelegramSettings | None = None
+    """The Telegram bot; unset, the service runs no Telegram bot."""
 
     @property
     def redis(self) -> RedisSettings:
@@ -50,8 +61,16 @@ class Config:
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Config:
         """Read the configuration from a mapping (the process environment by default)."""
         env = os.environ if environ is None else environ
+        telegram = _telegram(env)
+        viber_token = env.get("VIBER_AUTH_TOKEN", "").strip() or None
+        if viber_token is None and telegram is None:
+            raise ConfigError(
+                "Config 'VIBER_AUTH_TOKEN' is missing, and has no default "
+                "(or give TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET to run a Telegram bot instead)."
+            )
         return cls(
-            viber_auth_token=_required(env, "VIBER_AUTH_TOKEN"),
+            viber_auth_token=viber_token,
+            telegram=telegram,
             redis_url=_required(env, "REDIS_URL"),
             voter_id_secret=_secret(env, "VOTER_ID_SECRET"),
             operator_token=_secret(env, "OPERATOR_TOKEN"),
@@ -62,9 +81,47 @@ class Config:
             max_callback_age_s=_int(env, "MAX_CALLBACK_AGE_S", DEFAULT_MAX_CALLBACK_AGE_S),
             reply_rate_limit=_int(env, "REPLY_RATE_LIMIT", DEFAULT_REPLY_RATE_LIMIT),
             reply_rate_window_s=_int(env, "REPLY_RATE_WINDOW_S", DEFAULT_REPLY_RATE_WINDOW_S),
-            viber_chat_uri=env.get("VIBER_CHAT_URI", "").strip() or "viber-vote",
+            viber_chat_uri=env.get("VIBER_CHAT_URI", "").strip() or None,
             audit_secret=_secret(env, "AUDIT_SECRET") if env.get("AUDIT_SECRET", "").strip() else None,
         )
+
+
+@dataclass(frozen=True)
+class TelegramSettings:
+    """The Telegram bot's settings (env TELEGRAM_*)."""
+
+    bot_token: str
+    webhook_secret: str
+    """Telegram sends it in X-Telegram-Bot-Api-Secret-Token with every update."""
+    api_url: str = DEFAULT_TELEGRAM_API_URL
+    """A method is called at {api_url}/bot{bot_token}/{method}, as the Bot API defines."""
+    bot_username: str | None = None
+    """The bot's @username, for https://t.me/<username> links on the public page."""
+    messages_per_s: int = DEFAULT_TELEGRAM_MESSAGES_PER_S
+    """Messages a second to all chats, shared by every send worker (Telegram allows about 30;
+    paid broadcasts, up to 1,000)."""
+
+
+def _telegram(env: Mapping[str, str]) -> TelegramSettings | None:
+    """Telegram's settings when its bot token is given (its secret is then required)."""
+    token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if not token:
+        return None
+    if not TELEGRAM_TOKEN.match(token):
+        raise ConfigError(
+            "Config 'TELEGRAM_BOT_TOKEN' is not a bot token (digits, a colon, then the secret)."
+        )
+    secret = _required(env, "TELEGRAM_WEBHOOK_SECRET")
+    if not TELEGRAM_SECRET.match(secret):
+        raise ConfigError(
+            "Config 'TELEGRAM_WEBHOOK_SECRET' must be 16 to 256 characters of A-Z, a-z, 0-9, _ and -."
+        )
+    username = env.get("TELEGRAM_BOT_USERNAME", "").strip().lstrip("@") or None
+    if username is not None and not TELEGRAM_USERNAME.match(username):
+        raise ConfigError("Config 'TELEGRAM_BOT_USERNAME' is not a Telegram bot username.")
+    api_url = (env.get("TELEGRAM_API_URL") or DEFAULT_TELEGRAM_API_URL).rstrip("/")
+    rate = _int(env, "TELEGRAM_MESSAGES_PER_S", DEFAULT_TELEGRAM_MESSAGES_PER_S)
+    return TelegramSettings(token, secret, api_url, username, rate)
 
 
 def _required(env: Mapping[str, str], key: str) -> str:

@@ -193,6 +193,9 @@ def prepare(
         receiver = rt.seal.open(entry.receiver)
     except UnreadableReceiver as exc:
         return SendResult(SendStatus.DEAD, f"receiver unreadable: {exc}")
+    wait_s = channel_sender.admit(receiver)
+    if wait_s > 0:
+        return SendResult(SendStatus.DEFERRED, f"{entry.channel} send limit", retry_after_s=wait_s)
     known = facts.look_up(rt.ballot_box, poll, kind, entry.receipt)
     content = texts.reply(poll, kind, entry.language, known, receipt=entry.receipt or "", option=entry.option)
     return channel_sender, content, receiver
@@ -210,6 +213,10 @@ def _settle(pipe, entry_id: bytes, fields: dict[bytes, bytes], result: SendResul
         )
         pipe.rpush(keys.OUTBOX_DEAD, parked)
         return SendStatus.DEAD
+    if result.status is SendStatus.DEFERRED:  # held back by the channel's limits: no attempt spent
+        delay_s = result.retry_after_s or RETRY_DELAYS_S[0]
+        pipe.zadd(keys.OUTBOX_RETRY, {entry.parked(entry_id.decode(), result.reason): now + delay_s})
+        return SendStatus.DEFERRED
     entry = replace(entry, attempts=entry.attempts + 1)
     if result.status is SendStatus.RETRY and entry.attempts <= len(RETRY_DELAYS_S):
         delay_s = max(RETRY_DELAYS_S[entry.attempts - 1], result.retry_after_s or 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import queue
 import threading
 import time
@@ -17,15 +18,20 @@ import pytest
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from tests.conftest import message_event, signed
+from tests.conftest import FAST_TELEGRAM, TELEGRAM_SECRET, message_event, signed
+from tests.support.fake_telegram import FakeTelegram
+from tests.support.fake_viber import FakeViber
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.stack import Stack
+from tests.support.telegram_chat import SECRET_HEADER, tap_update
 from webhook.core.ledger import Recount, recount
 from webhook.core.polls import Poll, load_polls
 from webhook.store import keys
 
 POLL_ID = "main"
 OPTIONS = ("yes", "no", "abstain")
+TELEGRAM_USER_PREFIX = "tg-"
+TELEGRAM_USER_IDS = 500_000_000
 
 
 @pytest.fixture
@@ -50,7 +56,7 @@ def aof_client(aof_redis: RedisServer) -> Iterator[Redis]:
 @pytest.fixture
 def aof_stack(environ: dict[str, str], aof_redis: RedisServer, tmp_path: Path) -> Iterator[Stack]:
     """The whole Procfile stack on the append-only Redis."""
-    env = {**environ, "REDIS_URL": aof_redis.url}
+    env = {**environ, **FAST_TELEGRAM, "REDIS_URL": aof_redis.url}
     with Stack(env, tmp_path / "logs", port=free_port(), counts={"web": 1}) as running:
         yield running
 
@@ -151,18 +157,33 @@ def assert_ledger_consistent(redis: Redis, poll: Poll, acknowledged: dict[str, s
 
 @dataclass
 class Vote:
-    """One voter's vote as Viber would (re)deliver it: the same signed body every time."""
+    """One voter's vote as its messenger would (re)deliver it: the same body every time."""
 
     user: str
+    """Unique across channels: a Viber id, or TELEGRAM_USER_PREFIX + a Telegram user id."""
     option: str
     body: bytes
     headers: dict[str, str]
+    path: str = "/viber/webhook"
 
     @classmethod
     def build(cls, user: str, option: str, **extra: Any) -> Vote:
-        """A signed `message` callback voting for option."""
+        """A signed Viber `message` callback voting for option."""
         body, headers = signed(message_event(user, option, tracking_data=POLL_ID, **extra))
         return cls(user, option, body, headers)
+
+    @classmethod
+    def telegram(cls, user_id: int, option: str) -> Vote:
+        """A Telegram update tapping option's button, with the webhook secret."""
+        update = tap_update(user_id, f"{POLL_ID}:{OPTIONS.index(option)}")
+        headers = {SECRET_HEADER: TELEGRAM_SECRET, "Content-Type": "application/json"}
+        return cls(
+            f"{TELEGRAM_USER_PREFIX}{user_id}",
+            option,
+            json.dumps(update).encode(),
+            headers,
+            "/telegram/webhook",
+        )
 
 
 @dataclass
@@ -237,7 +258,7 @@ class VoteStream:
         while time.monotonic() < give_up_at:
             began = time.monotonic()
             try:
-                conn.request("POST", "/viber/webhook", body=vote.body, headers=vote.headers)
+                conn.request("POST", vote.path, body=vote.body, headers=vote.headers)
                 response = conn.getresponse()
                 response.read()
                 status = str(response.status)
@@ -253,9 +274,26 @@ class VoteStream:
             time.sleep(self.retry_pause_s)
 
 
-def votes_for(prefix: str, n: int) -> list[Vote]:
-    """n votes of distinct voters, options in turn."""
-    return [Vote.build(f"{prefix}-{i}", OPTIONS[i % len(OPTIONS)]) for i in range(n)]
+def votes_for(prefix: str, n: int, telegram_every: int = 0) -> list[Vote]:
+    """n votes of distinct voters, options in turn; every telegram_every-th one comes from Telegram."""
+    base = TELEGRAM_USER_IDS + 10_000 * (sum(map(ord, prefix)) % 1000)
+    return [
+        Vote.telegram(base + i, OPTIONS[i % len(OPTIONS)])
+        if telegram_every and i % telegram_every == telegram_every - 1
+        else Vote.build(f"{prefix}-{i}", OPTIONS[i % len(OPTIONS)])
+        for i in range(n)
+    ]
+
+
+def confirmed_voters(fake_viber: FakeViber, fake_telegram: FakeTelegram) -> list[str]:
+    """Who got a confirmation, in either messenger (Telegram chats named like Vote.user)."""
+    viber = [m["receiver"] for m in fake_viber.sent_messages() if "is counted" in m["text"]]
+    telegram = [
+        f"{TELEGRAM_USER_PREFIX}{m['chat_id']}"
+        for m in fake_telegram.sent_messages()
+        if "is counted" in m["text"]
+    ]
+    return viber + telegram
 
 
 def report(name: str, **numbers: Any) -> None:

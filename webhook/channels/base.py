@@ -34,6 +34,10 @@ class EntryLink:
 class ChannelSender(Protocol):
     """Delivers rendered replies from the send worker's event loop."""
 
+    def admit(self, receiver: str) -> float:
+        """Before a send (worker thread): 0.0 to send now, else seconds the channel's limits ask to wait."""
+        ...
+
     async def send(self, content: ReplyContent, receiver: str) -> SendResult:
         """Deliver one reply to a voter and classify the outcome."""
         ...

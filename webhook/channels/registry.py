@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from webhook.channels.base import Channel
+from webhook.channels.telegram import TELEGRAM
 from webhook.channels.viber import VIBER
 from webhook.config import Config
 
-CHANNELS: dict[str, Channel] = {channel.name: channel for channel in (VIBER,)}
+CHANNELS: dict[str, Channel] = {channel.name: channel for channel in (VIBER, TELEGRAM)}
 
 
 def configured(config: Config) -> list[Channel]:

@@ -137,6 +137,8 @@ class Conversation:
         poll = self.polls.find(message.poll_id) or self.polls.current(now)
         account = self.account(message.sender)
         if message.contact is not None:
+            if message.poll_id is None:  # a contact that names no poll is for the open phone poll
+                poll = self.polls.current(now, require_phone=True) or poll
             return self._contact(poll, account, message)
         command = parse_command(message.text)
         if command is not None:

@@ -60,6 +60,8 @@ class SendStatus(StrEnum):
     DEAD = "dead"
     DROPPED = "dropped"
     """The voter is gone (unsubscribed, blocked the bot): sending again cannot help."""
+    DEFERRED = "deferred"
+    """Not sent yet because of the channel's send limits: parked for retry_after_s, no attempt spent."""
 
 
 @dataclass(frozen=True)

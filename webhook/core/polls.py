@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import overload
 
 from webhook.core.errors import PollFileError, UnknownPoll
 from webhook.core.phones import regions_of_country_codes
@@ -114,12 +115,21 @@ class PollBook:
         """Return the poll with this id, or None."""
         return next((p for p in self.polls if p.id == poll_id), None)
 
-    def current(self, now: float) -> Poll:
-        """The poll a voter without context means: the first open by schedule, else the first."""
+    @overload
+    def current(self, now: float) -> Poll: ...
+
+    @overload
+    def current(self, now: float, *, require_phone: bool) -> Poll | None: ...
+
+    def current(self, now: float, *, require_phone: bool = False) -> Poll | None:
+        """The poll a voter without context means: the first open by schedule, else the first.
+
+        With require_phone, the first open phone poll, else None.
+        """
         for poll in self.polls:
-            if poll.scheduled_status(now) is PollStatus.OPEN:
+            if poll.scheduled_status(now) is PollStatus.OPEN and (poll.require_phone or not require_phone):
                 return poll
-        return self.polls[0]
+        return None if require_phone else self.polls[0]
 
 
 def load_polls(path: str | Path) -> PollBook:

@@ -112,6 +112,33 @@
     });
   }
 
+  // One row per messenger: votes counted in this poll, callbacks refused, phone numbers refused.
+  function renderChannels(state) {
+    var body = $("channels-body");
+    if (!body || !state.channels) { return; }
+    var byChannel = state.channels;
+    var names = Object.keys(byChannel.votes).concat(Object.keys(byChannel.rejected), Object.keys(byChannel.contacts_refused));
+    names = names.filter(function (name, i) { return names.indexOf(name) === i; }).sort();
+    function sum(numbers) {
+      return Object.keys(numbers || {}).reduce(function (total, key) { return total + numbers[key]; }, 0);
+    }
+    var signature = JSON.stringify(byChannel);
+    if (body.dataset.signature === signature) { return; }
+    body.dataset.signature = signature;
+    while (body.firstChild) { body.removeChild(body.firstChild); }
+    names.forEach(function (name) {
+      var row = document.createElement("tr");
+      row.dataset.channel = name;
+      [name, byChannel.votes[name] || 0, sum(byChannel.rejected[name]), sum(byChannel.contacts_refused[name])]
+        .forEach(function (value) {
+          var cell = document.createElement("td");
+          cell.textContent = typeof value === "number" ? value.toLocaleString("en") : value;
+          row.appendChild(cell);
+        });
+      body.appendChild(row);
+    });
+  }
+
   function renderAudit(state) {
     var list = $("audit");
     var entries = state.audit;
@@ -148,6 +175,7 @@
     renderBars(state);
     renderChart(state);
     renderPipeline(state);
+    renderChannels(state);
     renderAudit(state);
     lastOk = Date.now();
     var updated = $("updated");

@@ -11,10 +11,14 @@
     if (el && el.textContent !== String(text)) { el.textContent = String(text); }
   }
 
+  // The unit's wording for each plural category of the page's language ("голос", "голасы", "галасоў").
+  var plurals = window.Intl && Intl.PluralRules ? new Intl.PluralRules(document.documentElement.lang) : null;
+
   function render(data) {
     setText(document.getElementById("total"), data.total);
     var unit = document.getElementById("total-unit");
-    setText(unit, data.total === 1 ? unit.dataset.one : unit.dataset.many);
+    var category = plurals ? plurals.select(data.total) : (data.total === 1 ? "one" : "other");
+    setText(unit, unit.dataset[category] || unit.dataset.other);
     if (!data.options) { return; }
     data.options.forEach(function (option) {
       var item = document.querySelector('#bars li[data-option="' + CSS.escape(option.id) + '"]');

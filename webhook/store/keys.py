@@ -19,6 +19,8 @@ Pipeline (shared by all polls):
   vv:outbox:retry             ZSET   replies to send again, scored by due Unix time
   vv:outbox:dead              LIST   replies given up on, for an operator to replay
   vv:kick:tally, vv:kick:send STRING set while a drain job is queued or running
+  vv:limits:telegram/...      LIST   Telegram send windows (limits' moving window): all chats, and
+                                     per chat under a keyed hash of the chat id
   vv:stats                    HASH   event counters: vote_duplicate, vote_retry, vote_closed,
                                      vote_not_open, reply_limited, send_sent, send_retry,
                                      contact_refused:CHANNEL:REASON, ...
@@ -49,6 +51,8 @@ OUTBOX_RETRY = f"{PREFIX}:outbox:retry"
 OUTBOX_DEAD = f"{PREFIX}:outbox:dead"
 KICK_TALLY = f"{PREFIX}:kick:tally"
 KICK_SEND = f"{PREFIX}:kick:send"
+TELEGRAM_LIMITS = f"{PREFIX}:limits:telegram"
+"""Prefix of the `limits` library's moving windows for Telegram sends (per chat: a keyed hash)."""
 STATS = f"{PREFIX}:stats"
 
 

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from webhook.config import Config
 
 NAME = "viber"
+PLACEHOLDER_CHAT_URI = "viber-vote"
+"""Shown (and said to be a placeholder) until VIBER_CHAT_URI names the bot's public account."""
 
 
 class ViberSender:
@@ -25,6 +27,10 @@ class ViberSender:
     def __init__(self, client: AsyncViberClient, bot_name: str) -> None:
         """Send through this client, under this sender name."""
         self.client, self.bot_name = client, bot_name
+
+    def admit(self, receiver: str) -> float:
+        """Viber's limits are per user per hour (status 12 answers them): send now."""
+        return 0.0
 
     async def send(self, content: ReplyContent, receiver: str) -> SendResult:
         """Send one reply to a Viber user."""
@@ -62,10 +68,10 @@ class ViberChannel:
 
     def entry_link(self, config: Config, campaign: str | None) -> EntryLink:
         """viber://pa?chatURI=...: opens the bot in Viber, with the campaign as its context."""
-        link = f"viber://pa?chatURI={quote(config.viber_chat_uri, safe='')}"
+        link = f"viber://pa?chatURI={quote(config.viber_chat_uri or PLACEHOLDER_CHAT_URI, safe='')}"
         if campaign:
             link += f"&context={quote(campaign, safe='')}"
-        return EntryLink(NAME, "Viber", link)
+        return EntryLink(NAME, "Viber", link, configured=config.viber_chat_uri is not None)
 
 
 VIBER = ViberChannel()
