@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +21,7 @@ import pytest
 from tests.support.fake_viber import FakeViber
 
 TOKEN = "test-token"
+CLI_START_TIMEOUT_S = 30.0
 
 
 @pytest.fixture
@@ -189,3 +195,30 @@ def test_close_all_connections_then_stop_and_restart_on_the_same_port(fake: Fake
     assert fake.port == port
     assert call(fake, "send_message", message())[1]["status"] == 0
     assert len(fake.sent_messages()) == 2
+
+
+def test_cli_prints_its_url_and_each_message() -> None:
+    """python -m tests.support.fake_viber prints VIBER_API_URL, then one line per message."""
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", "tests.support.fake_viber", "--auth-token", TOKEN, "--latency-ms", "1"]
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as process:
+        try:
+            assert process.stdout is not None
+            first = process.stdout.readline().strip()
+            assert first.startswith("VIBER_API_URL=http://127.0.0.1:") and first.endswith("/pa")
+            request = urllib.request.Request(
+                f"{first.split('=', 1)[1]}/send_message",
+                data=json.dumps(message("receiver-123", "Hi\nthere")).encode(),
+                headers={"Content-Type": "application/json", "X-Viber-Auth-Token": TOKEN},
+            )
+            with urllib.request.urlopen(request, timeout=CLI_START_TIMEOUT_S) as response:
+                assert json.loads(response.read())["status"] == 0
+            assert process.stdout.readline().strip() == "send_message -> receiv: Hi there"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=CLI_START_TIMEOUT_S)
+    assert process.returncode == 0
+    assert "# stopped after 1 message(s)" in err

@@ -6,18 +6,13 @@ Point the code under test at it with TELEGRAM_API_URL = fake.url; the wire forma
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import itertools
 import re
-import signal
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,12 +20,17 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from tests.support import telegram_wire as wire
-from tests.support.loop_server import LoopServer, drop_connection, json_response
+from tests.support.fake_api import (
+    DEFAULT_TIMEOUT_S,
+    FakeApi,
+    cli_parser,
+    one_line,
+    serve_in_foreground,
+)
+from tests.support.loop_server import drop_connection, json_response
 
 RATE_WINDOW_S = 1.0  # Telegram's limits are per second
 LIMIT_RETRY_AFTER_S = 1  # what the emulated limits (and a 429 fault without retry_after) ask to wait
-DEFAULT_TIMEOUT_S = 10.0
-SUMMARY_TEXT_CHARS = 60  # the CLI shortens a message to this on its one line
 _PATH_RE = re.compile(r"/bot([^/]*)/([^/]+)/?")
 _FAULT_DESCRIPTIONS = {
     400: "Bad Request: chat not found",
@@ -72,7 +72,7 @@ class Fault:
         return wire.ApiError(self.http_status, self.description or default, retry_after)
 
 
-class FakeTelegram(LoopServer):
+class FakeTelegram(FakeApi[TelegramRequest, Fault]):
     """A fake Telegram Bot API server: aiohttp on its own event loop in a background thread."""
 
     def __init__(
@@ -89,18 +89,13 @@ class FakeTelegram(LoopServer):
         global_per_s: int = 30,
     ) -> None:
         """Configure the fake (token None: any non-empty token); it listens only after start()."""
-        super().__init__(host, port, verbose=verbose)
-        self.latency_s = latency_s  # added to every authorised call
+        super().__init__(host, port, latency_s, verbose=verbose, on_message=on_message)
         self.token = token
-        self.on_message = on_message  # called on the fake's event loop: keep it quick
         self.enforce_limits = enforce_limits
         self.per_chat_per_s = per_chat_per_s
         self.global_per_s = global_per_s
         self.clock: Callable[[], float] = time.monotonic  # settable: tests pin it to test the limits
-        self.requests: list[TelegramRequest] = []
         self._answered: list[tuple[str, dict[str, Any]]] = []
-        self._faults: deque[Fault] = deque()
-        self._cond = threading.Condition()
         self._limited = 0
         self._chat_windows: dict[int, deque[float]] = {}
         self._global_window: deque[float] = deque()
@@ -119,13 +114,6 @@ class FakeTelegram(LoopServer):
         # Telegram's method names are case-insensitive.
         self._canonical = {name.lower(): name for name in self._methods}
 
-    @property
-    def url(self) -> str:
-        """Base URL to use as TELEGRAM_API_URL; methods are at {url}/bot{TOKEN}/{method}."""
-        if not self.started:
-            raise RuntimeError("FakeTelegram not started")
-        return f"http://{self.host}:{self.port}"
-
     # Scripting
 
     def fail_next(
@@ -139,15 +127,7 @@ class FakeTelegram(LoopServer):
         close: bool = False,
     ) -> None:
         """Queue n faults, consumed one per authorised sendMessage call in arrival order."""
-        fault = Fault(http_status, description, retry_after, delay_s, close)
-        with self._cond:
-            self._faults.extend([fault] * n)
-
-    @property
-    def pending_faults(self) -> int:
-        """Number of scripted faults not yet consumed."""
-        with self._cond:
-            return len(self._faults)
+        self._script(Fault(http_status, description, retry_after, delay_s, close), n)
 
     # Inspection
 
@@ -171,17 +151,16 @@ class FakeTelegram(LoopServer):
         """Wait until at least n calls of a method were answered ok and return them all."""
         name = self._canonical.get(method.lower(), method)
         with self._cond:
-            if not self._cond.wait_for(lambda: len(self.calls(name)) >= n, timeout=timeout_s):
-                raise AssertionError(
-                    f"expected at least {n} {name} call(s) answered ok within {timeout_s}s, got "
-                    f"{len(self.calls(name))} ({len(self.requests)} request(s) in total, "
-                    f"{self._limited} rate-limited, {len(self._faults)} fault(s) pending)"
-                )
+            self._wait_for(lambda: len(self.calls(name)), n, timeout_s, f"{name} call(s) answered ok")
             return self.calls(name)
 
     def wait_for_messages(self, n: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[dict[str, Any]]:
         """Wait until at least n messages were sent and return them all."""
         return self.wait_for_calls("sendMessage", n, timeout_s)
+
+    def _progress(self) -> str:
+        """What a failed wait reports: requests, rate-limited answers and pending faults."""
+        return f"{super()._progress()}, {self._limited} rate-limited, {len(self._faults)} fault(s) pending"
 
     @property
     def limited(self) -> int:
@@ -198,9 +177,8 @@ class FakeTelegram(LoopServer):
     def clear(self) -> None:
         """Forget requests, answered calls, faults and limit windows; keep webhook and messages."""
         with self._cond:
-            self.requests.clear()
+            super().clear()
             self._answered.clear()
-            self._faults.clear()
             self._limited = 0
             self._chat_windows.clear()
             self._global_window.clear()
@@ -223,11 +201,7 @@ class FakeTelegram(LoopServer):
             decode_error = exc
         except ValueError:  # bad JSON or a body that is not UTF-8
             decode_error = wire.bad_request("can't parse request body")
-        with self._cond:
-            self.requests.append(
-                TelegramRequest(method, params, raw, CIMultiDict(request.headers), time.time())
-            )
-            self._cond.notify_all()
+        self._record(TelegramRequest(method, params, raw, CIMultiDict(request.headers), time.time()))
         try:
             if match is None:
                 raise wire.ApiError(404, "Not Found")
@@ -254,13 +228,8 @@ class FakeTelegram(LoopServer):
             raise wire.ApiError(404, "Not Found")
         if decode_error is not None:
             raise decode_error
-        fault = None
-        if method == "sendMessage":
-            with self._cond:
-                fault = self._faults.popleft() if self._faults else None
-        delay_s = self.latency_s + (fault.delay_s if fault else 0.0)
-        if delay_s > 0:
-            await asyncio.sleep(delay_s)
+        # Every authorised call waits out the latency; only sendMessage takes a scripted fault.
+        fault = await self._wait_out(scripted=method == "sendMessage")
         if fault is not None and fault.close:
             return None
         if fault is not None and fault.http_status != 200:
@@ -357,9 +326,7 @@ class FakeTelegram(LoopServer):
 
 def _summary(params: dict[str, Any]) -> str:
     """One line describing a sent message and its buttons."""
-    text = str(params.get("text", "")).replace("\n", " ")
-    if len(text) > SUMMARY_TEXT_CHARS:
-        text = text[:SUMMARY_TEXT_CHARS] + "…"
+    text = one_line(params.get("text", ""))
     markup = params.get("reply_markup") if isinstance(params.get("reply_markup"), dict) else {}
     rows = markup.get("inline_keyboard") or markup.get("keyboard") or []
     labels = [str(b.get("text", "?")) for b in itertools.chain.from_iterable(rows) if isinstance(b, dict)]
@@ -369,50 +336,19 @@ def _summary(params: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the fake in the foreground until SIGINT or SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m tests.support.fake_telegram", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay per call")
+    parser = cli_parser("python -m tests.support.fake_telegram", __doc__, "delay per call")
     parser.add_argument("--token", default=None, help="only accept this bot token")
     parser.add_argument("--enforce-limits", action="store_true", help="answer 429 past Telegram's rates")
-    parser.add_argument("--verbose", action="store_true", help="log every HTTP request")
     args = parser.parse_args(argv)
-
-    print_lock = threading.Lock()
-
-    def show(params: dict[str, Any]) -> None:
-        """Print a one-line summary of a message."""
-        with print_lock:
-            print(_summary(params), flush=True)
-
     fake = FakeTelegram(
         args.host,
         args.port,
         args.latency_ms / 1000.0,
         token=args.token,
         verbose=args.verbose,
-        on_message=show,
         enforce_limits=args.enforce_limits,
     )
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        """Ask the main loop to stop."""
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    fake.start()
-    try:
-        with print_lock:
-            print(f"TELEGRAM_API_URL={fake.url}", flush=True)
-        while not stopping.wait(0.5):
-            pass
-    finally:
-        fake.stop()
-    with print_lock:
-        print(f"# stopped after {len(fake.sent_messages())} message(s)", file=sys.stderr)
-    return 0
+    return serve_in_foreground(fake, "TELEGRAM_API_URL", _summary)
 
 
 if __name__ == "__main__":

@@ -2,36 +2,29 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import datetime
 import itertools
 import json
-import logging
-import signal
-import socket
 import sys
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
-from aiohttp.log import access_logger, server_logger
+
+from tests.support.fake_api import (
+    DEFAULT_TIMEOUT_S,
+    FakeApi,
+    cli_parser,
+    one_line,
+    serve_in_foreground,
+)
+from tests.support.loop_server import drop_connection, json_response
 
 API_PREFIX = "/pa"
 MAX_BODY_BYTES = 30 * 1024  # Viber rejects request bodies over 30 KB.
 AUTH_HEADER = "X-Viber-Auth-Token"
-LISTEN_BACKLOG = 1024  # hundreds of clients may connect at once (the benchmark's senders)
-STOP_GRACE_S = 0.1  # stop() lets requests in flight (already cut off) run this long, then cancels them
-# aiohttp's errors (malformed requests, handler crashes) are logged only when the fake is verbose.
-_QUIET_LOG = logging.getLogger("tests.support.fake_viber.quiet")
-_QUIET_LOG.setLevel(logging.CRITICAL + 1)
 DEFAULT_EVENT_TYPES = [
     "delivered",
     "seen",
@@ -113,24 +106,10 @@ class Fault:
     """A Retry-After header to send with a failed answer (delay-seconds or an HTTP date)."""
 
 
-class _StderrAccessLog(AbstractAccessLogger):
-    """Access log lines on stderr, like http.server's, for a verbose fake."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
-        """Write one line per answered request."""
-        when = datetime.datetime.now().strftime("%d/%b/%Y %H:%M:%S")
-        line = f"{request.method} {request.raw_path} HTTP/{request.version.major}.{request.version.minor}"
-        sys.stderr.write(f'{request.remote} - - [{when}] "{line}" {response.status} -\n')
-
-
-def _json_response(code: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
-    """JSON answer with a Content-Length, so the connection can be kept alive."""
-    body = json.dumps(payload).encode()
-    return web.Response(status=code, body=body, content_type="application/json", headers=headers)
-
-
-class FakeViber:
+class FakeViber(FakeApi[RecordedRequest, Fault]):
     """A fake Viber Bot API server: aiohttp on its own event loop in a background thread."""
+
+    URL_PATH = API_PREFIX
 
     def __init__(
         self,
@@ -143,82 +122,10 @@ class FakeViber:
         on_message: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         """Configure the fake; it listens only after start()."""
-        self.host = host
-        self.port = port
-        self.latency_s = latency_s
+        super().__init__(host, port, latency_s, verbose=verbose, on_message=on_message)
         self.auth_token = auth_token
-        self.verbose = verbose
-        self.on_message = on_message  # called on the fake's event loop: keep it quick
-        self.requests: list[RecordedRequest] = []
         self._sent: list[dict[str, Any]] = []
-        self._faults: deque[Fault] = deque()
-        self._cond = threading.Condition()
         self._tokens = itertools.count(5_000_000_000_000_000_001)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.ServerRunner | None = None
-        self._thread: threading.Thread | None = None
-
-    # Lifecycle
-
-    def start(self) -> None:
-        """Bind the port and serve from an event loop in a daemon thread."""
-        if self._loop is not None:
-            raise RuntimeError("FakeViber already started")
-        sock = socket.create_server((self.host, self.port), backlog=LISTEN_BACKLOG)
-        self.port = int(sock.getsockname()[1])
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(
-            target=self._run_loop, args=(loop,), name=f"fake-viber-{self.port}", daemon=True
-        )
-        thread.start()
-        try:
-            self._runner = asyncio.run_coroutine_threadsafe(self._serve(sock), loop).result(timeout=10)
-        except BaseException:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=5)
-            sock.close()
-            raise
-        self._loop, self._thread = loop, thread
-
-    def stop(self) -> None:
-        """Stop serving, cut open keep-alive connections and close the socket."""
-        loop, runner, thread = self._loop, self._runner, self._thread
-        if loop is None:
-            return
-        try:
-            if runner is not None:
-                self._on_loop(self._shutdown(runner))
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            if thread is not None:
-                thread.join(timeout=5)
-            self._loop = self._runner = self._thread = None
-
-    def __enter__(self) -> FakeViber:
-        """Start and return the fake."""
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the fake."""
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """API base URL, e.g. http://127.0.0.1:PORT/pa."""
-        if self._loop is None:
-            raise RuntimeError("FakeViber not started")
-        return f"http://{self.host}:{self.port}{API_PREFIX}"
-
-    def close_all_connections(self) -> None:
-        """Cut every open (keep-alive) connection, even mid-request; keep listening."""
-        if self._runner is not None:
-            self._on_loop(self._cut_connections(self._runner))
 
     # Scripting
 
@@ -233,21 +140,7 @@ class FakeViber:
         retry_after: str | None = None,
     ) -> None:
         """Queue n faults, consumed one per /send_message request in arrival order."""
-        fault = Fault(
-            http_status=http_status,
-            viber_status=viber_status,
-            delay_s=delay_s,
-            close=close,
-            retry_after=retry_after,
-        )
-        with self._cond:
-            self._faults.extend([fault] * n)
-
-    @property
-    def pending_faults(self) -> int:
-        """Number of scripted faults not yet consumed."""
-        with self._cond:
-            return len(self._faults)
+        self._script(Fault(http_status, viber_status, delay_s, close, retry_after), n)
 
     # Inspection
 
@@ -260,73 +153,21 @@ class FakeViber:
         """Successful messages whose receiver is the given user id."""
         return [m for m in self.sent_messages() if m.get("receiver") == receiver]
 
-    def wait_for_messages(self, n: int, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    def wait_for_messages(self, n: int, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[dict[str, Any]]:
         """Wait until at least n successful messages arrived and return them all."""
         with self._cond:
-            if not self._cond.wait_for(lambda: len(self._sent) >= n, timeout=timeout_s):
-                raise AssertionError(
-                    f"expected at least {n} sent message(s) within {timeout_s}s, "
-                    f"got {len(self._sent)} ({len(self.requests)} request(s) in total)"
-                )
+            self._wait_for(lambda: len(self._sent), n, timeout_s, "sent message(s)")
             return list(self._sent)
 
     def clear(self) -> None:
         """Forget recorded requests, sent messages and pending faults."""
         with self._cond:
-            self.requests.clear()
+            super().clear()
             self._sent.clear()
-            self._faults.clear()
 
-    # The event loop's thread
+    # Serving (on the fake's event loop)
 
-    def _on_loop(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run a coroutine on the fake's loop and wait for it (from any other thread)."""
-        loop = self._loop
-        if loop is None or threading.current_thread() is self._thread:
-            coro.close()
-            raise RuntimeError("FakeViber not started, or called from its own loop (e.g. on_message)")
-        asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=10)
-
-    def _run_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Run the loop until stop(), then close it."""
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-        finally:
-            # Requests still in flight past the stop grace (a long scripted delay) are cancelled.
-            leftovers = asyncio.all_tasks(loop)
-            for task in leftovers:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    async def _serve(self, sock: socket.socket) -> web.ServerRunner:
-        """Serve the bound socket with aiohttp's low-level server."""
-        server = web.Server(
-            self._handle,
-            handler_cancellation=False,  # a client that gives up does not cancel the send
-            logger=server_logger if self.verbose else _QUIET_LOG,
-            access_log=access_logger if self.verbose else None,
-            access_log_class=_StderrAccessLog,
-        )
-        runner = web.ServerRunner(server, shutdown_timeout=STOP_GRACE_S)
-        await runner.setup()
-        await web.SockSite(runner, sock, backlog=LISTEN_BACKLOG).start()
-        return runner
-
-    async def _shutdown(self, runner: web.ServerRunner) -> None:
-        """Close the listening socket and every connection."""
-        await self._cut_connections(runner)
-        await runner.cleanup()
-
-    async def _cut_connections(self, runner: web.ServerRunner) -> None:
-        """Close every connection's transport; handlers still running finish unanswered."""
-        if runner.server is not None:
-            for connection in runner.server.connections:
-                connection.force_close()
-
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Record a request and answer it like chatapi.viber.com/pa would."""
         if request.method not in ("GET", "POST"):
             response = web.Response(status=501, text=f"Unsupported method ({request.method!r})")
@@ -354,17 +195,9 @@ class FakeViber:
         )
         self._record(recorded)
         outcome = await self._answer(recorded, url_path.startswith(API_PREFIX + "/"))
-        if outcome is None:
-            # Scripted close=True: drop the connection without any answer.
-            request.protocol.force_close()
-            return web.Response()
-        return _json_response(*outcome)
-
-    def _record(self, request: RecordedRequest) -> None:
-        """Append a request to the log."""
-        with self._cond:
-            self.requests.append(request)
-            self._cond.notify_all()
+        if outcome is None:  # scripted close=True
+            return drop_connection(request)
+        return json_response(*outcome)
 
     async def _answer(
         self, request: RecordedRequest, under_api: bool
@@ -378,11 +211,7 @@ class FakeViber:
         ):
             return 404, {"status": 8, "status_message": "notFound"}
         if path == "/send_message":
-            with self._cond:
-                fault = self._faults.popleft() if self._faults else None
-            delay = self.latency_s + (fault.delay_s if fault else 0.0)
-            if delay > 0:
-                await asyncio.sleep(delay)
+            fault = await self._wait_out(scripted=True)
             if fault is not None:
                 if fault.close:
                     return None
@@ -449,56 +278,17 @@ def _summary(message: dict[str, Any]) -> str:
     text = message.get("text")
     if text is None:
         text = f"<{message.get('type', '?')}>"
-    text = str(text).replace("\n", " ")
-    if len(text) > 60:
-        text = text[:60] + "…"
-    return f"send_message -> {receiver}: {text}"
+    return f"send_message -> {receiver}: {one_line(text)}"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the fake in the foreground until SIGINT or SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m tests.support.fake_viber", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay per send_message")
+    parser = cli_parser("python -m tests.support.fake_viber", __doc__, "delay per send_message")
     parser.add_argument("--auth-token", default=None, help="only accept this token")
-    parser.add_argument("--verbose", action="store_true", help="log every HTTP request")
     args = parser.parse_args(argv)
-
-    print_lock = threading.Lock()
-
-    def show(message: dict[str, Any]) -> None:
-        """Print a one-line summary of a message."""
-        with print_lock:
-            print(_summary(message), flush=True)
-
-    fake = FakeViber(
-        args.host,
-        args.port,
-        args.latency_ms / 1000.0,
-        auth_token=args.auth_token,
-        verbose=args.verbose,
-        on_message=show,
-    )
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        """Ask the main loop to stop."""
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    fake.start()
-    try:
-        with print_lock:
-            print(f"VIBER_API_URL={fake.url}", flush=True)
-        while not stopping.wait(0.5):
-            pass
-    finally:
-        fake.stop()
-    with print_lock:
-        print(f"# stopped after {len(fake.sent_messages())} message(s)", file=sys.stderr)
-    return 0
+    latency_s = args.latency_ms / 1000.0
+    fake = FakeViber(args.host, args.port, latency_s, auth_token=args.auth_token, verbose=args.verbose)
+    return serve_in_foreground(fake, "VIBER_API_URL", _summary)
 
 
 if __name__ == "__main__":

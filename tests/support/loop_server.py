@@ -36,9 +36,10 @@ class _StderrAccessLog(AbstractAccessLogger):
         sys.stderr.write(f'{request.remote} - - [{when}] "{line}" {response.status} -\n')
 
 
-def json_response(code: int, payload: dict[str, Any]) -> web.Response:
+def json_response(code: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
     """JSON answer with a Content-Length, so the connection can be kept alive."""
-    return web.Response(status=code, body=json.dumps(payload).encode(), content_type="application/json")
+    body = json.dumps(payload).encode()
+    return web.Response(status=code, body=body, content_type="application/json", headers=headers)
 
 
 def drop_connection(request: web.BaseRequest) -> web.Response:
