@@ -16,10 +16,14 @@ from hypothesis import strategies as st
 from redis import Redis
 
 from tests.conftest import BOT_TOKEN
+from tests.support.viber_chat import only_text
 from webhook.channels.viber.events import MAX_ID_CHARS, MAX_LANGUAGE_CHARS
 from webhook.channels.viber.signature import HEADER, sign
 from webhook.channels.viber.webhook import MAX_CLOCK_SKEW_S
 from webhook.config import Config
+from webhook.core.conversation import CHECK_WORDS, RESULTS_WORDS
+from webhook.store import keys
+from webhook.store.streams import ReplyEntry, VoteEntry
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning"
@@ -134,7 +138,7 @@ TIMESTAMPS = pick(FRESH_MS, FRESH_MS, FRESH_MS, STALE_MS)
 TOKENS = st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([0, 1, 4096, 5_100_000_000_000_000_000]))
 LANGUAGES = st.one_of(
     st.sampled_from(["en", "ru", "be", "uk", "pl", "ar", "he", "zh-Hant", "pt-BR"]),
-    st.text(SAFE_CHARS, max_size=MAX_LANGUAGE_CHARS + 4),
+    st.text(ANY_CHARS, max_size=MAX_LANGUAGE_CHARS + 4),
 )
 USER_IDS = st.text(SAFE_CHARS, min_size=1, max_size=MAX_ID_CHARS)
 PADDING = st.text(st.sampled_from([" ", "\t", "\n", "\r", "\u00a0", "\u2003", "\u3000"]), max_size=3)
@@ -152,10 +156,25 @@ def option_texts(words: list[str]) -> st.SearchStrategy[str]:
 
 
 VOTE_TEXTS = option_texts([*sorted(MAIN_OPTIONS), "a", "b"])
+WITH_SURROGATE = st.builds(
+    lambda left, surrogate, right: left + surrogate + right,
+    st.text(ANY_CHARS, max_size=12),
+    st.sampled_from(SURROGATES),
+    st.text(ANY_CHARS, max_size=12),
+)
+"""Any text holding at least one lone surrogate (no UTF-8 encoder takes it)."""
+COMMAND_TEXTS = st.builds(
+    lambda word, gap, rest: word + gap + rest,
+    st.sampled_from(sorted(CHECK_WORDS | RESULTS_WORDS) + ["CHECK", "Check", *sorted(MAIN_OPTIONS)]),
+    PADDING.map(lambda pad: pad or " "),
+    pick(WITH_SURROGATE, st.text(ANY_CHARS, max_size=60), st.sampled_from(["7k2qx m9d4t", "ABCDE-FGHJK"])),
+)
+"""A command word (or an option) followed by anything: a `check` queues what follows it."""
 TEXTS = st.one_of(
     VOTE_TEXTS,
     st.sampled_from(["results", "check", "check ABCDE-FGHJK", "Да", "+375291234567"]),
     st.text(ANY_CHARS, max_size=24),
+    COMMAND_TEXTS,
 )
 TRACKING = st.one_of(
     st.sampled_from([*POLL_IDS, "", "MAIN", "main\x00", "nope"]), st.text(ANY_CHARS, max_size=12)
@@ -668,6 +687,148 @@ def test_surrogate_in_user_id_is_400(web: FlaskClient, redis: Redis, user_id: st
     assert status == 400 and written == set()
 
 
+# --- any text in any text field -------------------------------------------------------------
+
+ANY_TEXT = pick(
+    WITH_SURROGATE,
+    WITH_SURROGATE,
+    COMMAND_TEXTS,
+    st.text(ANY_CHARS, max_size=40),
+    st.builds(
+        lambda unit, times: unit * times, st.text(ANY_CHARS, min_size=1, max_size=3), st.integers(1, 3000)
+    ),
+)
+"""Any Unicode string: most hold a lone surrogate, some are a command followed by anything, some run
+to thousands of code points."""
+RECEIPT_CODE = re.compile(r"[0-9A-HJKMNP-TV-Z]{5}-[0-9A-HJKMNP-TV-Z]{5}")
+"""A receipt code as the bot prints it (Crockford's base32, webhook/core/identity.py)."""
+VOTER = {
+    "id": "user-1",
+    "name": "Voter",
+    "language": "en",
+    "country": "BY",
+    "avatar": "https://a.example/v.jpg",
+}
+MESSAGES_BY_KIND: dict[str, dict[str, Any]] = {
+    "vote": {"type": "text", "text": "yes", "tracking_data": "main"},
+    "check": {"type": "text", "text": "check 7K2QX-M9D4T", "tracking_data": "main"},
+    "contact": {
+        "type": "contact",
+        "tracking_data": "phone",
+        "contact": {"name": "Voter", "phone_number": "+375291234567", "avatar": "https://a.example/c.jpg"},
+    },
+    "picture": {
+        "type": "picture",
+        "text": "caption",
+        "media": "https://a.example/p.jpg",
+        "thumbnail": "https://a.example/t.jpg",
+        "file_name": "p.jpg",
+        "tracking_data": "main",
+    },
+    "location": {"type": "location", "location": {"lat": 53.9, "lon": 27.5, "address": "Minsk"}},
+}
+"""Well-formed messages of each kind, every text field Viber documents for them in place."""
+
+
+def _callback(kind: str) -> dict[str, Any]:
+    """A fresh, well-formed callback of one kind (a message kind, conversation_started, or another event)."""
+    if kind == "conversation_started":
+        return {
+            "event": kind,
+            "timestamp": _now_ms(0),
+            "message_token": 1,
+            "type": "open",
+            "context": "campaign",
+            "user": {**VOTER, "api_version": 10},
+            "subscribed": False,
+        }
+    if kind == "failed":
+        return {"event": kind, "timestamp": _now_ms(0), "message_token": 1, "user_id": "user-1", "desc": "x"}
+    return {
+        "event": "message",
+        "timestamp": _now_ms(0),
+        "message_token": 1,
+        "chat_hostname": "SN-CHAT-01_",
+        "sender": {**VOTER, "api_version": 10},
+        "message": copy.deepcopy(MESSAGES_BY_KIND[kind]),
+        "silent": False,
+    }
+
+
+CALLBACK_KINDS = [*MESSAGES_BY_KIND, "conversation_started", "failed"]
+
+
+def _text_paths(value: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The key path of every string in a callback, at any depth."""
+    if isinstance(value, str):
+        return [path]
+    if isinstance(value, dict):
+        return [found for key, inner in value.items() for found in _text_paths(inner, (*path, key))]
+    return []
+
+
+def _put(payload: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Set the field at a key path."""
+    parent = payload
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+
+
+@st.composite
+def any_text_anywhere(draw: st.DrawFn) -> dict[str, Any]:
+    """A well-formed callback with any Unicode string in one or more of its text fields."""
+    payload = _callback(draw(st.sampled_from(CALLBACK_KINDS)))
+    payload["message_token"] = draw(TOKENS)
+    paths = draw(st.permutations(_text_paths(payload)))
+    for path in paths[: draw(st.integers(1, 4))]:
+        _put(payload, path, draw(ANY_TEXT))
+    return payload
+
+
+def _with(kind: str, path: tuple[str, ...], value: str) -> dict[str, Any]:
+    """A callback of one kind with one text field replaced (for the explicit examples)."""
+    payload = _callback(kind)
+    _put(payload, path, value)
+    return payload
+
+
+@settings(HOSTILE, max_examples=1500)
+@given(payload=any_text_anywhere(), style=STYLES)
+@example(payload=_with("check", ("message", "text"), "check \ud800"), style="ascii")
+@example(payload=_with("check", ("message", "text"), "/check 7K2QX\udfff"), style="utf-8")
+@example(payload=_with("vote", ("message", "tracking_data"), "main\ud800"), style="ascii")
+@example(payload=_with("contact", ("message", "contact", "phone_number"), "+37529\ud800"), style="ascii")
+@example(payload=_with("vote", ("sender", "language"), "be\udc00"), style="ascii")
+@example(payload=_with("conversation_started", ("context",), "\ud800"), style="ascii")
+def test_any_text_in_any_field_is_answered_per_spec(
+    web: FlaskClient, redis: Redis, config: Config, payload: dict[str, Any], style: str
+):
+    """Any string, lone surrogates included, in any text field: never a 5xx; a 4xx writes nothing; what
+    is queued is readable text, and a queued receipt is a printed code or nothing."""
+    if isinstance(payload.get("timestamp"), int):
+        payload = {**payload, "timestamp": _now_ms(0)}  # the explicit examples were built at import
+    body = encode(payload, style)
+    expected = expect(body, config, time.time())
+    event(expected.name)
+    try:
+        status, answer = post(web, body, sign(BOT_TOKEN, body))
+        written = all_keys(redis)
+        replies = [ReplyEntry.parse(fields) for _id, fields in redis.xrange(keys.OUTBOX_STREAM)]
+        votes = [VoteEntry.parse(fields) for _id, fields in redis.xrange(keys.VOTES_STREAM)]
+    finally:
+        redis.flushall()
+    if expected is not Expect.PROCESSED:
+        assert status == STATUS_FOR[expected], (expected, status, answer)
+        assert written == set(), (expected, sorted(written))
+        return
+    assert status == 200 and answer == {}
+    assert written and all(VOTE_WRITES.fullmatch(key) for key in written), sorted(written)
+    assert len(replies) + len(votes) == 1, (replies, votes)
+    for reply in replies:
+        assert reply.receipt is None or reply.receipt == "" or RECEIPT_CODE.fullmatch(reply.receipt), reply
+
+
 # --- regressions: 500s the properties above once found ---------------------------------
 
 
@@ -682,3 +843,22 @@ def test_huge_timestamp_is_not_a_500(web: FlaskClient, redis: Redis, timestamp: 
     body = json.dumps(payload).encode()
     status, _, written = exchange(web, redis, body, sign(BOT_TOKEN, body))
     assert status in {200, 400} and written == set()
+
+
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        ("\ud800", None),
+        ("7K2QX-M9D4\udfff", None),
+        ("<b>" + "x" * 55, None),
+        ("7k2qx m9d4t", "7K2QX-M9D4T"),
+        ("7K2QXM9D4T", "7K2QX-M9D4T"),
+    ],
+)
+def test_check_reply_shows_a_printed_receipt_code_or_nothing_typed(chat, typed: str, shown: str | None):
+    """`check` and anything after it: a 200, and a reply naming a printed receipt code, never junk."""
+    text = only_text(chat("checker").send(f"check {typed}"))
+    if shown is None:
+        assert "not a receipt code" in text and typed not in text
+    else:
+        assert f"Receipt {shown} is not in the count" in text

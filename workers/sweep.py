@@ -13,29 +13,51 @@ from rq.registry import StartedJobRegistry
 
 from webhook.store import keys
 from webhook.store.pipeline import KICK_TTL_MS, Stage, kick
+from webhook.store.scripts import Scripts
 from workers.context import worker_runtime
 
 log = logging.getLogger(__name__)
 
 
+CONSUMER_IDLE_MAX_MS = 10 * 60_000
+"""A stream consumer idle this long (ms) and holding no entry is deleted from its group: far
+longer than a drain job runs (20 s) or an entry may stay unfinished (STALE_MS, at most 120 s)."""
+MAX_PRUNED_PER_SWEEP = 1000
+"""Most consumers one sweep deletes per group (a restart storm's backlog goes over a few sweeps)."""
+
+
 def sweep() -> dict[str, int]:
-    """RQ job: kick stages with work but no drain job, requeue due retries, clean registries."""
+    """RQ job: kick stages with work but no drain job, requeue due retries, clean registries and groups."""
     rt = worker_runtime()
-    return sweep_once(rt.redis, rt.outbox.move_due_retries())
+    return sweep_once(rt.redis, rt.outbox.move_due_retries(), scripts=rt.ballot_box.scripts)
 
 
-def sweep_once(redis: Redis, retries_moved: int = 0) -> dict[str, int]:
+def sweep_once(
+    redis: Redis,
+    retries_moved: int = 0,
+    *,
+    scripts: Scripts | None = None,
+    consumer_idle_ms: int = CONSUMER_IDLE_MAX_MS,
+) -> dict[str, int]:
     """One sweep over the pipeline on this connection."""
+    scripts = scripts or Scripts.register(redis)
     report = {"retries_moved": retries_moved}
-    for stage, stream, flag in (
-        (Stage.TALLY, keys.VOTES_STREAM, keys.KICK_TALLY),
-        (Stage.SEND, keys.OUTBOX_STREAM, keys.KICK_SEND),
+    for stage, stream, group, flag in (
+        (Stage.TALLY, keys.VOTES_STREAM, keys.TALLY_GROUP, keys.KICK_TALLY),
+        (Stage.SEND, keys.OUTBOX_STREAM, keys.SEND_GROUP, keys.KICK_SEND),
     ):
         kicked = redis.xlen(stream) > 0 and bool(redis.set(flag, "1", nx=True, px=KICK_TTL_MS))
         if kicked:
             kick(stage, connection=redis)
         report[f"kicked_{stage.value}"] = int(kicked)
         report[f"abandoned_{stage.value}"] = expire_abandoned_jobs(Queue(stage.value, connection=redis))
+        pruned, holding = scripts.prune_consumers(
+            keys=[stream], args=[group, consumer_idle_ms, MAX_PRUNED_PER_SWEEP]
+        )
+        report[f"consumers_pruned_{stage.value}"] = int(pruned)
+        report[f"consumers_idle_holding_{stage.value}"] = int(holding)
+        if pruned:
+            log.info("%d idle consumer(s) with nothing pending deleted from %s/%s", pruned, stream, group)
     return report
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from webhook.core.ballot_box import BallotBox, BindOutcome, CastOutcome
 from webhook.core.i18n import language_of
-from webhook.core.identity import IdentityKind, voter_key
+from webhook.core.identity import IdentityKind, canonical_receipt, voter_key
 from webhook.core.outbox import Outbox, ReplyKind, ReplyLimits
 from webhook.core.phones import ContactRefusal, SharedContact, judge_contact
 from webhook.core.polls import Poll, PollBook, PollStatus
@@ -78,10 +78,11 @@ class Welcome:
 
 @dataclass(frozen=True)
 class Command:
-    """A recognised text command and, for a check, the receipt code as typed."""
+    """A recognised text command and, for a check, the receipt code."""
 
     kind: ReplyKind
     receipt: str | None = None
+    """The code in its printed form ("7K2QX-M9D4T"), or "" if what followed the word is not one."""
 
 
 def parse_command(text: str | None) -> Command | None:
@@ -95,7 +96,7 @@ def parse_command(text: str | None) -> Command | None:
     if first in RESULTS_WORDS and len(words) == 1:
         return Command(ReplyKind.RESULTS)
     if first in CHECK_WORDS:
-        return Command(ReplyKind.CHECK, words[1].strip() if len(words) > 1 else "")
+        return Command(ReplyKind.CHECK, canonical_receipt(words[1]) if len(words) > 1 else "")
     return None
 
 

@@ -30,7 +30,11 @@ def voter_key(secret: str, kind: IdentityKind, value: str) -> bytes:
 
 def receipt_code(key: bytes) -> str:
     """Short code shown to the voter: the first 50 bits of their voter key, in base32."""
-    number = int.from_bytes(key[:7], "big") >> (56 - RECEIPT_BITS)
+    return _code(receipt_number(key))
+
+
+def _code(number: int) -> str:
+    """A 50-bit receipt number as the bot prints it ("7K2QX-M9D4T")."""
     chars = [RECEIPT_ALPHABET[(number >> shift) & 31] for shift in range(45, -1, -5)]
     return "".join(chars[:5]) + "-" + "".join(chars[5:])
 
@@ -45,6 +49,16 @@ def parse_receipt(code: str) -> int | None:
     for char in cleaned:
         number = number << 5 | RECEIPT_ALPHABET.index(char)
     return number
+
+
+def canonical_receipt(typed: str) -> str:
+    """A typed receipt code as the bot prints it, or "" if it is not one.
+
+    Only this form is queued: whatever a voter types (any length, any code point, lone
+    surrogates that no Redis client can encode) never reaches Redis or is echoed back.
+    """
+    number = parse_receipt(typed)
+    return "" if number is None else _code(number)
 
 
 def receipt_number(key: bytes) -> int:

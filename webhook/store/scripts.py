@@ -21,10 +21,11 @@ class Scripts:
     retry_due: Script
     replay_dead: Script
     bind_phone: Script
+    prune_consumers: Script
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
         """Register every script with this connection."""
-        names = ("cast", "reply", "tally", "retry_due", "replay_dead", "bind_phone")
+        names = ("cast", "reply", "tally", "retry_due", "replay_dead", "bind_phone", "prune_consumers")
         loaded = {n: redis.register_script((LUA_DIR / f"{n}.lua").read_text()) for n in names}
         return cls(**loaded)

@@ -1,10 +1,8 @@
-"""The core's replies as Viber messages: text, keyboards and tracking data, built with viberbot's types."""
+"""The core's replies as Viber messages: text, keyboards and tracking data (Viber's send_message JSON)."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from viberbot.api.messages.text_message import TextMessage
 
 from webhook.core.texts import Keyboard, ReplyContent, share_phone_label
 
@@ -23,8 +21,14 @@ def message(content: ReplyContent, bot_name: str) -> dict[str, Any]:
         )
     elif content.keyboard is Keyboard.SHARE_PHONE:
         keyboard = _keyboard([_button("share-phone", "phone", share_phone_label(content.language))])
-    body = TextMessage(text=content.text, keyboard=keyboard, tracking_data=content.poll.id).to_dict()
-    payload = {"sender": {"name": bot_name}, **body}
+    payload: dict[str, Any] = {
+        "sender": {"name": bot_name},
+        "type": "text",
+        "text": content.text,
+        "tracking_data": content.poll.id,
+    }
+    if keyboard is not None:
+        payload["keyboard"] = keyboard
     if content.keyboard is Keyboard.SHARE_PHONE:
         payload["min_api_version"] = SHARE_PHONE_MIN_API_VERSION
     return payload
