@@ -25,8 +25,11 @@ from tests.support.telegram_chat import (
     text_of,
 )
 from tests.support.viber_chat import only_text
+from webhook import create_app
 from webhook.channels.telegram.client import TelegramSender
 from webhook.channels.telegram.send_limits import SendLimiter
+from webhook.config import Config
+from webhook.core.errors import ConfigError
 from webhook.core.polls import PollStatus
 from webhook.store import keys
 from workers import sender, tally
@@ -299,3 +302,54 @@ def test_two_hundred_concurrent_telegram_voters_count_exactly_once(
     assert sum(int(v) for v in redis.hvals(keys.counts("main"))) == 200
     assert {str(5000 + i) for i in range(200)} == {str(m["chat_id"]) for m in fake_telegram.sent_messages()}
     assert all("is counted" in m["text"] for m in fake_telegram.sent_messages())
+
+
+def test_set_telegram_webhook_registers_the_url_with_the_secret(app, fake_telegram: FakeTelegram) -> None:
+    """`set-telegram-webhook URL` calls setWebhook with the URL, the secret token and the updates used."""
+    url = "https://vote.example.org/telegram/webhook"
+    with app.app_context():
+        result = app.test_cli_runner().invoke(args=["set-telegram-webhook", url])
+    assert result.exit_code == 0, result.output
+    assert fake_telegram.webhook["url"] == url
+    assert fake_telegram.webhook["secret_token"] == TELEGRAM_SECRET
+    assert set(fake_telegram.webhook["allowed_updates"]) == {"message", "callback_query"}
+
+
+def test_set_telegram_webhook_fails_clearly_on_a_wrong_token(
+    environ: dict[str, str], redis: Redis, fake_telegram: FakeTelegram
+) -> None:
+    """A token Telegram refuses makes the command fail with Telegram's reason, not a traceback."""
+    app = create_app({**environ, "TELEGRAM_BOT_TOKEN": "123456789:not-the-right-token-0123456789"})
+    with app.app_context():
+        result = app.test_cli_runner().invoke(
+            args=["set-telegram-webhook", "https://x.example/telegram/webhook"]
+        )
+    assert result.exit_code != 0 and "Unauthorized" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("settings", "error"),
+    [
+        ({"VIBER_AUTH_TOKEN": "", "TELEGRAM_BOT_TOKEN": ""}, "VIBER_AUTH_TOKEN' is missing"),
+        ({"TELEGRAM_WEBHOOK_SECRET": ""}, "TELEGRAM_WEBHOOK_SECRET' is missing"),
+        ({"TELEGRAM_WEBHOOK_SECRET": "short"}, "16 to 256 characters"),
+        ({"TELEGRAM_WEBHOOK_SECRET": "spaces are not allowed here"}, "16 to 256 characters"),
+        ({"TELEGRAM_BOT_TOKEN": "not-a-token"}, "is not a bot token"),
+        ({"TELEGRAM_BOT_USERNAME": "a b"}, "not a Telegram bot username"),
+    ],
+)
+def test_telegram_settings_are_checked_loudly(
+    environ: dict[str, str], settings: dict[str, str], error: str
+) -> None:
+    """Either channel may run alone; a Telegram token needs its secret; malformed values name themselves."""
+    with pytest.raises(ConfigError, match=error):
+        Config.from_environ({k: v for k, v in {**environ, **settings}.items() if v})
+
+
+def test_either_channel_can_run_alone(environ: dict[str, str]) -> None:
+    """Viber's settings are optional when Telegram's are given, and the other way round."""
+    telegram_only = Config.from_environ({k: v for k, v in environ.items() if k != "VIBER_AUTH_TOKEN"})
+    assert telegram_only.viber_auth_token is None and telegram_only.telegram is not None
+    viber_only = Config.from_environ({k: v for k, v in environ.items() if not k.startswith("TELEGRAM_")})
+    assert viber_only.telegram is None and viber_only.viber_auth_token
