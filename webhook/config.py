@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webhook.core.errors import ConfigError
+from webhook.core.secret_strength import weakness
 from webhook.store.connection import RedisSettings
 
 DEFAULT_VIBER_API_URL = "https://chatapi.viber.com/pa"
@@ -40,6 +41,8 @@ class Config:
     """The bot's public account URI, for viber://pa?chatURI=... links (env VIBER_CHAT_URI)."""
     audit_secret: str | None = None
     """Key that signs audit summaries; unset, one is derived from voter_id_secret."""
+    trust_proxy: bool = False
+    """TRUST_PROXY=1: the client address and scheme come from one proxy's X-Forwarded-For/-Proto."""
 
     @property
     def redis(self) -> RedisSettings:
@@ -64,6 +67,7 @@ class Config:
             reply_rate_window_s=_int(env, "REPLY_RATE_WINDOW_S", DEFAULT_REPLY_RATE_WINDOW_S),
             viber_chat_uri=env.get("VIBER_CHAT_URI", "").strip() or "viber-vote",
             audit_secret=_secret(env, "AUDIT_SECRET") if env.get("AUDIT_SECRET", "").strip() else None,
+            trust_proxy=env.get("TRUST_PROXY", "").strip() == "1",
         )
 
 
@@ -76,10 +80,11 @@ def _required(env: Mapping[str, str], key: str) -> str:
 
 
 def _secret(env: Mapping[str, str], key: str) -> str:
-    """Return a required secret of at least 16 characters."""
+    """Return a required secret that is not weak on its face (webhook/core/secret_strength.py)."""
     value = _required(env, key)
-    if len(value) < 16:
-        raise ConfigError(f"Config '{key}' is too short: use at least 16 random characters.")
+    reason = weakness(value)
+    if reason is not None:
+        raise ConfigError(f"Config '{key}' {reason}.")
     return value
 
 
