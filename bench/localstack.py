@@ -167,6 +167,7 @@ def main() -> int:
         print(f"\nwebhook: {base_url}/viber/webhook   results: {base_url}/api/results")
         print(f"dashboard: {base_url}/dashboard   public page: {base_url}/")
         print(f"operator token (var/local.env): {env['OPERATOR_TOKEN']}")
+        print("  log in as 'bootstrap' with it, until `flask --app wsgi operator add NAME` makes an account")
         if fake is not None:
             simulate_vote(base_url, DEMO_TOKEN, fake, env["OPERATOR_TOKEN"])
         print("running; Ctrl-C stops everything")

@@ -26,7 +26,9 @@ from webhook.channels.viber.client import AsyncViberClient
 from webhook.channels.viber.signature import HEADER, sign
 from webhook.config import Config
 from webhook.core.sealing import SEAL_PREFIX, ReceiverSeal
+from webhook.operator import accounts
 from webhook.runtime import Runtime
+from webhook.store import keys
 
 BOT_TOKEN = "test-bot-token-0123456789abcdef"
 OPERATOR_TOKEN = "test-operator-token-0123456789"
@@ -37,6 +39,7 @@ FAST_TELEGRAM = {"TELEGRAM_MESSAGES_PER_S": "1000"}
 """The Procfile stacks' Telegram send rate (the fake enforces no limit): a paid-broadcast rate."""
 POLL_FILE = Path(__file__).parent / "polls.toml"
 _tokens = itertools.count(5_100_000_000_000_000_000)
+_operator_tokens: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
@@ -139,6 +142,15 @@ def opened(stored: str | bytes) -> str:
     text = stored.decode() if isinstance(stored, bytes) else stored
     assert text.startswith(SEAL_PREFIX), f"receiver stored in clear: {text!r}"
     return ReceiverSeal(VOTER_ID_SECRET).open(text)
+
+
+def operator_token(redis: Redis, name: str) -> str:
+    """Operator `name`'s token, creating the account on first use (what `flask operator add` does)."""
+    if name == accounts.BOOTSTRAP:
+        return OPERATOR_TOKEN
+    if name not in _operator_tokens or not redis.hexists(keys.OPERATORS, name):
+        _operator_tokens[name] = accounts.add(redis, name)  # Redis is emptied before each test
+    return _operator_tokens[name]
 
 
 def next_token() -> int:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from tests.conftest import OPERATOR_TOKEN, message_event, post_live
+from tests.conftest import message_event, operator_token, post_live
 from tests.support.redis_server import free_port
 from tests.support.stack import ROOT, Stack
 from webhook.channels.viber.signature import HEADER
@@ -111,12 +111,13 @@ def test_operator_watches_votes_arrive_and_closes_the_poll(
     page.goto(f"{live_stack.base_url}/dashboard/")
     assert "/dashboard/login" in page.url
 
+    token = operator_token(redis, "Olga")  # `flask --app wsgi operator add Olga`
     page.fill("#name", "Olga")
     page.fill("#token", "not-the-token-0123456789")
     page.click("button[type=submit]")
-    expect(page.locator("#login-error")).to_have_text("Wrong operator token.")
+    expect(page.locator("#login-error")).to_have_text("Wrong operator name or token.")
     problems = collect_problems(page)  # from here on (the refused login above answered 401)
-    page.fill("#token", OPERATOR_TOKEN)
+    page.fill("#token", token)
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_stack.base_url}/dashboard/")
 

@@ -7,6 +7,7 @@ import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -15,7 +16,7 @@ from prometheus_client import REGISTRY
 from redis import Redis
 from rq import Worker
 
-from tests.conftest import OPERATOR_TOKEN, message_event, post_callback
+from tests.conftest import OPERATOR_TOKEN, message_event, operator_token, post_callback
 from tests.support.redis_server import RedisServer
 from webhook import create_app
 from webhook.config import Config
@@ -40,9 +41,14 @@ def login_form_csrf(client: FlaskClient) -> str:
     return found.group(1)
 
 
+def account_token(client: FlaskClient, name: str) -> str:
+    """The token of operator account `name` (made on first use; "bootstrap": OPERATOR_TOKEN)."""
+    return operator_token(client.application.extensions["viber_vote"].redis, name)
+
+
 def login(client: FlaskClient, name: str = "Alice", next_url: str | None = None) -> str:
-    """Log in through the form; returns the session's CSRF token for later POSTs."""
-    data = {"name": name, "token": OPERATOR_TOKEN, "csrf_token": login_form_csrf(client)}
+    """Log in through the form as an operator account; returns the session's CSRF token for later POSTs."""
+    data = {"name": name, "token": account_token(client, name), "csrf_token": login_form_csrf(client)}
     if next_url is not None:
         data["next"] = next_url
     response = client.post("/dashboard/login", data=data)
@@ -87,20 +93,22 @@ def test_dashboard_redirects_to_login_when_logged_out(client: FlaskClient) -> No
 
 
 @pytest.mark.parametrize(
-    "token",
+    "wrong",
     [
-        pytest.param("wrong-token-0123456789abcdef", id="wrong"),
-        pytest.param(OPERATOR_TOKEN + "x", id="plus-one-char"),
-        pytest.param(OPERATOR_TOKEN[:-1], id="minus-one-char"),
-        pytest.param("", id="empty"),
+        pytest.param(lambda token: "wrong-token-0123456789abcdef", id="wrong"),
+        pytest.param(lambda token: token + "x", id="plus-one-char"),
+        pytest.param(lambda token: token[:-1], id="minus-one-char"),
+        pytest.param(lambda token: "", id="empty"),
+        pytest.param(lambda token: OPERATOR_TOKEN, id="bootstrap-token-once-an-account-exists"),
     ],
 )
-def test_wrong_token_is_refused(client: FlaskClient, redis: Redis, token: str) -> None:
+def test_wrong_token_is_refused(client: FlaskClient, redis: Redis, wrong: Any) -> None:
     """A wrong operator token gets 401, no session, and nothing in the audit log."""
     csrf = login_form_csrf(client)
+    token = wrong(account_token(client, "Mallory"))
     response = client.post("/dashboard/login", data={"name": "Mallory", "token": token, "csrf_token": csrf})
     assert response.status_code == 401
-    assert "Wrong operator token" in response.text
+    assert "Wrong operator name or token" in response.text
     assert client.get("/dashboard/").status_code == 302
     assert redis.llen(AUDIT_KEY) == 0
 
@@ -108,7 +116,8 @@ def test_wrong_token_is_refused(client: FlaskClient, redis: Redis, token: str) -
 def test_login_needs_the_forms_csrf_token(client: FlaskClient) -> None:
     """A login POST without the form's token (a login-CSRF attempt) is refused."""
     client.get("/dashboard/login")
-    response = client.post("/dashboard/login", data={"name": "A", "token": OPERATOR_TOKEN, "csrf_token": "x"})
+    data = {"name": "A", "token": account_token(client, "A"), "csrf_token": "x"}
+    response = client.post("/dashboard/login", data=data)
     assert response.status_code == 400
     assert client.get("/dashboard/").status_code == 302
 
@@ -117,7 +126,8 @@ def test_login_sets_a_hardened_session_and_is_audited(client: FlaskClient, redis
     """The right token starts a session whose cookie is HttpOnly, SameSite=Strict, /dashboard only."""
     csrf = login_form_csrf(client)
     response = client.post(
-        "/dashboard/login", data={"name": "Alice", "token": OPERATOR_TOKEN, "csrf_token": csrf}
+        "/dashboard/login",
+        data={"name": "Alice", "token": account_token(client, "Alice"), "csrf_token": csrf},
     )
     assert response.status_code == 303
     assert response.headers["Location"] == "/dashboard/"
@@ -152,11 +162,11 @@ def test_session_cookie_is_secure_unless_allowed(app: Flask, monkeypatch: pytest
 def test_every_worker_accepts_the_session_and_a_new_token_ends_it(
     config: Config, environ: dict[str, str], redis: Redis
 ) -> None:
-    """Two processes built from one config share the session key; another token refuses it."""
+    """Two processes built from one config share the login (in Redis); another bootstrap token ends it."""
     first, second = create_app(config), create_app(config)
     first.testing = second.testing = True
     browser = first.test_client()
-    login(browser)
+    login(browser, "bootstrap")
     cookie = browser.get_cookie(SESSION_COOKIE, path="/dashboard")
     assert cookie is not None
     other_worker = second.test_client()
@@ -181,7 +191,7 @@ def test_every_worker_accepts_the_session_and_a_new_token_ends_it(
 def test_login_redirects_only_inside_the_dashboard(client: FlaskClient, wanted: str, landing: str) -> None:
     """?next= may only point at a dashboard page (no open redirect)."""
     csrf = login_form_csrf(client)
-    data = {"name": "Alice", "token": OPERATOR_TOKEN, "csrf_token": csrf, "next": wanted}
+    data = {"name": "Alice", "token": account_token(client, "Alice"), "csrf_token": csrf, "next": wanted}
     response = client.post("/dashboard/login", data=data)
     assert response.status_code == 303
     assert response.headers["Location"] == landing
@@ -273,7 +283,7 @@ def test_bearer_token_works_for_the_json_endpoints(client: FlaskClient, redis: R
     assert closed.status_code == 200
     assert closed.json["poll"]["status"] == "closed"
     assert redis.get(keys.state("main")) == b"closed"
-    assert json.loads(redis.lindex(AUDIT_KEY, 0))["who"] == "api"
+    assert json.loads(redis.lindex(AUDIT_KEY, 0))["who"] == "bootstrap"  # the name the token proves
     refused = client.post("/dashboard/api/polls/main/status", json={"status": "open"}, headers=wrong)
     assert refused.status_code == 401
     assert redis.get(keys.state("main")) == b"closed"

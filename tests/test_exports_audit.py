@@ -279,8 +279,8 @@ def test_signature_is_hmac_of_canonical_json_with_derived_key(config: Config, rt
 
 def test_audit_secret_is_used_when_set(environ: dict[str, str]) -> None:
     """AUDIT_SECRET signs summaries when set, and must be long enough."""
-    config = Config.from_environ({**environ, "AUDIT_SECRET": "audit-secret-0123456789"})
-    assert audit.audit_key(config) == b"audit-secret-0123456789"
+    config = Config.from_environ({**environ, "AUDIT_SECRET": "audit-secret-0123456789-test"})
+    assert audit.audit_key(config) == b"audit-secret-0123456789-test"
     with pytest.raises(ConfigError, match="AUDIT_SECRET"):
         Config.from_environ({**environ, "AUDIT_SECRET": "short"})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from webhook.config import Config
 from webhook.runtime import EXTENSION, Runtime
@@ -16,6 +17,11 @@ def create_app(config: Config | Mapping[str, str] | None = None) -> Flask:
         config = Config.from_environ(config)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    if config.trust_proxy:
+        # One proxy in front (deploy/nginx.conf) sets X-Forwarded-For/-Proto: the client's address
+        # (for the login throttle) and scheme come from there. Without the flag they are ignored,
+        # so a client talking to gunicorn directly cannot pick the address it is throttled as.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
     app.extensions[EXTENSION] = Runtime.build(config)
 
     from webhook import http_errors, public
@@ -27,6 +33,6 @@ def create_app(config: Config | Mapping[str, str] | None = None) -> Flask:
         channel.init_app(app)  # its webhook and its commands
     app.register_blueprint(api.bp)
     app.register_blueprint(public.bp)
-    dashboard.init_app(app, config.operator_token)  # session key and cookie flags, /dashboard, /dashboard/rq
+    dashboard.init_app(app)  # the login throttle, /dashboard, /dashboard/rq
     cli.init_app(app)
     return app

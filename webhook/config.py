@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webhook.core.errors import ConfigError
+from webhook.core.secret_strength import weakness
 from webhook.store.connection import RedisSettings
 
 DEFAULT_VIBER_API_URL = "https://chatapi.viber.com/pa"
@@ -51,6 +52,8 @@ class Config:
     """Key that signs audit summaries; unset, one is derived from voter_id_secret."""
     telegram: TelegramSettings | None = None
     """The Telegram bot; unset, the service runs no Telegram bot."""
+    trust_proxy: bool = False
+    """TRUST_PROXY=1: the client address and scheme come from one proxy's X-Forwarded-For/-Proto."""
 
     @property
     def redis(self) -> RedisSettings:
@@ -83,6 +86,7 @@ class Config:
             reply_rate_window_s=_int(env, "REPLY_RATE_WINDOW_S", DEFAULT_REPLY_RATE_WINDOW_S),
             viber_chat_uri=env.get("VIBER_CHAT_URI", "").strip() or None,
             audit_secret=_secret(env, "AUDIT_SECRET") if env.get("AUDIT_SECRET", "").strip() else None,
+            trust_proxy=env.get("TRUST_PROXY", "").strip() == "1",
         )
 
 
@@ -111,10 +115,10 @@ def _telegram(env: Mapping[str, str]) -> TelegramSettings | None:
         raise ConfigError(
             "Config 'TELEGRAM_BOT_TOKEN' is not a bot token (digits, a colon, then the secret)."
         )
-    secret = _required(env, "TELEGRAM_WEBHOOK_SECRET")
+    secret = _secret(env, "TELEGRAM_WEBHOOK_SECRET")  # who knows it can forge updates
     if not TELEGRAM_SECRET.match(secret):
         raise ConfigError(
-            "Config 'TELEGRAM_WEBHOOK_SECRET' must be 16 to 256 characters of A-Z, a-z, 0-9, _ and -."
+            "Config 'TELEGRAM_WEBHOOK_SECRET' must be 24 to 256 characters of A-Z, a-z, 0-9, _ and -."
         )
     username = env.get("TELEGRAM_BOT_USERNAME", "").strip().lstrip("@") or None
     if username is not None and not TELEGRAM_USERNAME.match(username):
@@ -133,10 +137,11 @@ def _required(env: Mapping[str, str], key: str) -> str:
 
 
 def _secret(env: Mapping[str, str], key: str) -> str:
-    """Return a required secret of at least 16 characters."""
+    """Return a required secret that is not weak on its face (webhook/core/secret_strength.py)."""
     value = _required(env, key)
-    if len(value) < 16:
-        raise ConfigError(f"Config '{key}' is too short: use at least 16 random characters.")
+    reason = weakness(value)
+    if reason is not None:
+        raise ConfigError(f"Config '{key}' {reason}.")
     return value
 
 

@@ -21,11 +21,13 @@ from types import ModuleType
 
 SETTINGS = {
     "VIBER_AUTH_TOKEN": "token",
+    "TELEGRAM_BOT_TOKEN": "123456789:service-start-token-0123456789",
+    "TELEGRAM_WEBHOOK_SECRET": "service-start-secret-0123456789",
     "REDIS_URL": "redis://127.0.0.1:1/0",
-    "VOTER_ID_SECRET": "0123456789abcdef",
-    "OPERATOR_TOKEN": "0123456789abcdef",
+    "VOTER_ID_SECRET": "Zq8-voter-secret-for-service-start-Kx2",
+    "OPERATOR_TOKEN": "Wp4-operator-token-for-service-start-Jm7",
 }
-"""Enough configuration to build the app (Redis is connected lazily, so never reached)."""
+"""Enough configuration to build the app with both channels (Redis is connected lazily, so never reached)."""
 
 
 class NotInstalled(importlib.abc.MetaPathFinder):

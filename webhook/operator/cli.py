@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 from flask import Flask
@@ -13,9 +15,10 @@ from webhook.core.errors import UnknownPoll
 from webhook.core.ledger import recount
 from webhook.core.polls import Poll, PollStatus
 from webhook.core.results import poll_results
-from webhook.operator import audit, exports
+from webhook.operator import accounts, audit, exports
 from webhook.runtime import Runtime, runtime
 
+T = TypeVar("T")
 poll_option = click.option("--poll", "poll_id", default=None, help="Poll id (default: the current poll).")
 
 
@@ -147,9 +150,62 @@ def audit_verify_command(file: Path) -> None:
     )
 
 
+@click.group("operator")
+def operator_group() -> None:
+    """Operator accounts: each operator logs in and calls the API with a token of their own."""
+
+
+@operator_group.command("add")
+@click.argument("name")
+def operator_add_command(name: str) -> None:
+    """Create an account and print its token, once (only its scrypt hash is stored)."""
+    first = not accounts.has_accounts(runtime().redis)
+    token = _account_change(lambda: accounts.add(runtime().redis, name))
+    click.echo(token)
+    click.echo(f"operator {name!r} added; the token above is shown only this once", err=True)
+    if first:
+        click.echo("the first account: OPERATOR_TOKEN (operator 'bootstrap') no longer logs in", err=True)
+
+
+@operator_group.command("remove")
+@click.argument("name")
+def operator_remove_command(name: str) -> None:
+    """Delete an account: its token stops working and its logins end now."""
+    ended = _account_change(lambda: accounts.remove(runtime().redis, name))
+    click.echo(f"operator {name!r} removed; {ended} login(s) ended")
+
+
+@operator_group.command("rotate")
+@click.argument("name")
+def operator_rotate_command(name: str) -> None:
+    """Give an account a new token (printed once); the old one and its logins end now."""
+    click.echo(_account_change(lambda: accounts.rotate(runtime().redis, name)))
+    click.echo(f"operator {name!r} has a new token (above, shown only this once)", err=True)
+
+
+@operator_group.command("list")
+def operator_list_command() -> None:
+    """List the accounts (names and dates; never a token or hash)."""
+    rows = accounts.listing(runtime().redis)
+    if not rows:
+        click.echo("no operator accounts: OPERATOR_TOKEN logs in as 'bootstrap'")
+    for row in rows:
+        changed = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(row["changed"] or 0))
+        click.echo(f"{row['name']:<40}  id {row['id']}  token set {changed}")
+
+
+def _account_change(change: Callable[[], T]) -> T:
+    """Run an account command, turning a refusal into a clear error (exit 1)."""
+    try:
+        return change()
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def init_app(app: Flask) -> None:
     """Register the commands."""
     for command in (
+        operator_group,
         results_command,
         recount_command,
         open_poll_command,

@@ -10,8 +10,9 @@ from flask import Flask, Response, abort, jsonify, redirect, render_template, re
 
 from webhook.core.polls import Poll, PollStatus
 from webhook.http_errors import error_response
-from webhook.operator import exports, login, rq_view, sessions
+from webhook.operator import exports, login, rq_view, throttle
 from webhook.operator import journal as audit_log
+from webhook.operator.auth import via_bearer
 from webhook.operator.blueprint import bp
 from webhook.operator.sessions import api_auth_required, csrf_token, operator_name, page_login_required
 from webhook.operator.state import dashboard_state
@@ -83,7 +84,7 @@ def set_status(poll_id: str, who: str) -> Any:
     rt.ballot_box.set_status(poll, status)
     audit_log.record(rt.redis, who=who, what=what, poll=poll.id)
     log.info("operator %r: %s poll %s", who, what, poll.id)
-    if request.is_json or request.accept_mimetypes.best == "application/json" or who == "api":
+    if request.is_json or request.accept_mimetypes.best == "application/json" or via_bearer():
         return jsonify(dashboard_state(rt, poll, time.time()))
     return redirect(url_for("dashboard.page", poll=poll.id), code=303)
 
@@ -109,9 +110,9 @@ def _poll(rt: Runtime) -> Poll:
     return rt.polls.get(poll_id) if poll_id else rt.polls.current(time.time())
 
 
-def init_app(app: Flask, operator_token: str) -> None:
-    """Session settings, the dashboard (login included), and rq-dashboard under the same login."""
-    sessions.configure(app, operator_token)
+def init_app(app: Flask) -> None:
+    """The failed-login throttle, the dashboard (login included), and rq-dashboard under the same login."""
+    throttle.init_app(app)
     assert login.bp is bp  # the login views are registered with the dashboard's blueprint
     app.register_blueprint(bp)
     rq_view.mount_rq_dashboard(app)

@@ -7,7 +7,8 @@ from typing import Any
 from flask import Flask, Response, abort, redirect, request, url_for
 
 from webhook.http_errors import error_response
-from webhook.operator.sessions import bearer_ok, operator_name, same_origin, unauthorised
+from webhook.operator.auth import bearer_operator, unauthorised
+from webhook.operator.sessions import operator_name, same_origin
 from webhook.runtime import EXTENSION, Runtime, runtime
 
 INSTANCE_LABEL = "the service's Redis"
@@ -29,7 +30,7 @@ def mount_rq_dashboard(app: Flask) -> None:
     # webhook and every other route do not run them. rq_blueprint is shared by every app, so
     # the hooks are attached to this app rather than to the blueprint object.
     def _guard_rq_dashboard() -> Any:
-        if bearer_ok():
+        if bearer_operator() is not None:
             return None
         if not operator_name():
             if request.method == "GET" and not request.path.endswith(".json"):

@@ -1,9 +1,11 @@
 """Operator sessions: the login cookie, CSRF tokens, and the guards on operator pages and APIs.
 
-A browser logs in with the operator token once and keeps a signed session cookie; API
-clients send the token as a Bearer header instead. The session key is derived from the
-operator token, so every gunicorn worker accepts every other's cookies, and rotating the
-token logs everyone out. Every POST from a session carries its CSRF token.
+A browser logs in with an account's name and token once; the cookie then holds only a random
+session id, and the login itself lives in Redis (webhook/operator/session_store.py), so logging
+out, removing or rotating the account ends it at once. API clients send their token as a Bearer
+header instead (webhook/operator/auth.py). Every POST from a session carries its CSRF token; the
+login form, before any session exists, carries one that a second cookie repeats (double submit),
+so a visitor who is not logged in costs Redis nothing.
 """
 
 from __future__ import annotations
@@ -14,73 +16,87 @@ import hmac
 import os
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, redirect, request, session, url_for
-from flask.sessions import SecureCookieSessionInterface, SessionMixin
-from werkzeug.wrappers import Request
+from flask import Response, after_this_request, current_app, g, redirect, request, url_for
 
 from webhook.http_errors import error_response
-from webhook.operator.auth import is_operator
+from webhook.operator import session_store
+from webhook.operator.auth import bearer_operator, unauthorised
+from webhook.operator.session_store import SESSION_LIFETIME_S, Login
 from webhook.runtime import runtime
 
-SESSION_KEY_MESSAGE = b"viber-vote dashboard session v1"
 SESSION_PATH = "/dashboard"
-SESSION_LIFETIME = timedelta(hours=12)
-"""A login lasts this long from the login, however active; the signed cookie's age is checked."""
+SESSION_COOKIE = "vv_dashboard"
+LOGIN_CSRF_COOKIE = "vv_login_csrf"
 INSECURE_COOKIE_ENV = "DASHBOARD_INSECURE_COOKIE"
 """Set to 1 to send the session cookie over plain http (a local run without TLS)."""
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
+BOOTSTRAP_MARK_MESSAGE = b"viber-vote bootstrap login v1"
 
 
-class OperatorSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, Secure unless testing or explicitly allowed over http."""
-
-    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
-        """A session only under /dashboard: the webhook and the public page never pay for one."""
-        if not request.path.startswith(SESSION_PATH):
-            return self.make_null_session(app)
-        return super().open_session(app, request)
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        """Whether the cookie gets the Secure flag."""
-        if app.testing or os.environ.get(INSECURE_COOKIE_ENV) == "1":
-            return False
-        return True
+def _cookie_secure() -> bool:
+    """Whether cookies get the Secure flag (not in tests, nor when plain http is allowed)."""
+    return not (current_app.testing or os.environ.get(INSECURE_COOKIE_ENV) == "1")
 
 
-def session_key(operator_token: str) -> str:
-    """The session-signing key: an HMAC of a fixed message under the operator token."""
-    return hmac.new(operator_token.encode(), SESSION_KEY_MESSAGE, hashlib.sha256).hexdigest()
-
-
-def configure(app: Flask, operator_token: str) -> None:
-    """Signed, HttpOnly, Secure, SameSite=Strict session cookies scoped to /dashboard."""
-    app.config.update(
-        SECRET_KEY=session_key(operator_token),
-        SESSION_COOKIE_NAME="vv_dashboard",
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SECURE=True,
-        SESSION_COOKIE_SAMESITE="Strict",
-        SESSION_COOKIE_PATH=SESSION_PATH,
-        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
-        SESSION_REFRESH_EACH_REQUEST=False,
+def _set_cookie(response: Response, name: str, value: str, max_age_s: int | None) -> None:
+    """An HttpOnly, SameSite=Strict cookie for /dashboard only."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age_s,
+        path=SESSION_PATH,
+        secure=_cookie_secure(),
+        httponly=True,
+        samesite="Strict",
     )
-    app.session_interface = OperatorSessionInterface()
+
+
+def bootstrap_mark() -> str:
+    """A fingerprint of the current bootstrap token: a login made with another one is over."""
+    token = runtime().config.operator_token.encode()
+    return hmac.new(token, BOOTSTRAP_MARK_MESSAGE, hashlib.sha256).hexdigest()[:32]
+
+
+def current_login() -> Login | None:
+    """This request's login, from the cookie's session id (looked up once per request)."""
+    if "operator_login" not in g:
+        session_id = request.cookies.get(SESSION_COOKIE) or ""
+        login = session_store.load(runtime().redis, session_id) if session_id else None
+        if login is not None and login.mark and not hmac.compare_digest(login.mark, bootstrap_mark()):
+            login = None
+        g.operator_login = login
+    return g.operator_login
 
 
 def operator_name() -> str | None:
-    """The logged-in operator's name from the session, if the login is still valid."""
-    who = session.get("who")
-    return who if isinstance(who, str) and who else None
+    """The logged-in operator's name, if the login is still valid."""
+    login = current_login()
+    return login.who if login is not None else None
 
 
-def bearer_ok() -> bool:
-    """Whether the request carries the operator token as a Bearer header."""
-    return is_operator(request.headers.get("Authorization"), runtime().config.operator_token)
+def start(response: Response, *, who: str, account: str, record: str | None) -> bool:
+    """Store a new login and give the browser its cookie; False if the account changed meanwhile."""
+    mark = bootstrap_mark() if record is None else ""
+    opened = session_store.open_login(runtime().redis, who=who, account=account, record=record, mark=mark)
+    if opened is None:
+        return False
+    session_id, _ = opened
+    _set_cookie(response, SESSION_COOKIE, session_id, SESSION_LIFETIME_S)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path=SESSION_PATH)
+    return True
+
+
+def end(response: Response) -> None:
+    """End this request's login in Redis and forget the cookie."""
+    login = current_login()
+    if login is not None:
+        session_store.close(runtime().redis, request.cookies.get(SESSION_COOKIE) or "", login)
+    response.delete_cookie(SESSION_COOKIE, path=SESSION_PATH)
+    g.operator_login = None
 
 
 def same_origin() -> bool:
@@ -92,27 +108,29 @@ def same_origin() -> bool:
     return origin is None or urlsplit(origin).netloc == request.host
 
 
-def unauthorised() -> tuple[Response, int]:
-    """401 with a Bearer challenge."""
-    response, status = error_response(401, "operator login or token required")
-    response.headers["WWW-Authenticate"] = 'Bearer realm="viber-vote"'
-    return response, status
-
-
 def csrf_token() -> str:
-    """This session's CSRF token, made on first use."""
-    token = session.get("csrf")
-    if not isinstance(token, str) or not token:
+    """The session's CSRF token; before a login, the login form's (repeated in its own cookie)."""
+    login = current_login()
+    if login is not None:
+        return login.csrf
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or ""
+    if len(token) < 32:
         token = secrets.token_urlsafe(32)
-        session["csrf"] = token
+
+        @after_this_request
+        def _remember(response: Response) -> Response:
+            _set_cookie(response, LOGIN_CSRF_COOKIE, token, None)
+            return response
+
     return token
 
 
 def csrf_ok() -> bool:
-    """Whether a POST carries this session's CSRF token (header or form field)."""
+    """Whether a POST carries this session's CSRF token (or, before a login, the login form's)."""
     sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD) or ""
-    expected = session.get("csrf")
-    if not isinstance(expected, str) or not expected:
+    login = current_login()
+    expected = login.csrf if login is not None else request.cookies.get(LOGIN_CSRF_COOKIE) or ""
+    if len(expected) < 32:
         return False
     return hmac.compare_digest(sent.encode(), expected.encode())
 
@@ -130,12 +148,13 @@ def page_login_required(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def api_auth_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """401 unless a session or the Bearer token; a session's POST needs its CSRF token too."""
+    """401 unless a session or a Bearer token; a session's POST needs its CSRF token too."""
 
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if bearer_ok():
-            return view(*args, who="api", **kwargs)
+        by_token = bearer_operator()
+        if by_token is not None:
+            return view(*args, who=by_token, **kwargs)
         who = operator_name()
         if not who:
             return unauthorised()

@@ -36,6 +36,22 @@ Pipeline (shared by all polls):
   vv:phone:VOTERHEX           STRING a phone link made by an older version (30-day TTL): read as
                                      the account's first binding, moved into vv:bind:account:...
 VOTERHEX is the hex of a keyed hash of the Viber id, never the id itself.
+
+Operators (shared by all polls; webhook/operator/accounts.py, session_store.py, throttle.py):
+  vv:operators                HASH   operator name -> account record (JSON: account id, scrypt
+                                     parameters, salt and hash of the token; never the token)
+  vv:operators:ids            HASH   account id (the public part of its token) -> operator name
+  vv:opsession:SHA            HASH   one dashboard login: who, account, csrf, created, expires;
+                                     expires with the login (TTL). SHA is the SHA-256 of the
+                                     cookie's session id: a dump of Redis holds no usable cookie
+  vv:opsessions:ACCOUNT       SET    the SHAs of one account's logins, so that removing or
+                                     rotating it (or adding the first account, for "bootstrap")
+                                     ends them all at once
+  vv:throttle:LIMITER/auth-KIND/client/CLIENT/..., vv:throttle:LIMITER/auth-KIND/all/...
+                              LIST   moving windows (failure times) kept by the `limits` library:
+                                     failed logins / Bearer tokens (KIND) per client (CLIENT: a
+                                     keyed hash of its address, never the address) and in total
+  vv:audit                    LIST   the operators' audit log (webhook/operator/journal.py)
 """
 
 from __future__ import annotations
@@ -54,6 +70,10 @@ KICK_SEND = f"{PREFIX}:kick:send"
 TELEGRAM_LIMITS = f"{PREFIX}:limits:telegram"
 """Prefix of the `limits` library's moving windows for Telegram sends (per chat: a keyed hash)."""
 STATS = f"{PREFIX}:stats"
+OPERATORS = f"{PREFIX}:operators"
+OPERATOR_IDS = f"{PREFIX}:operators:ids"
+THROTTLE_PREFIX = f"{PREFIX}:throttle"
+"""The key prefix the `limits` library gets for its windows."""
 
 
 REFUSED_CONTACT_STAT_PREFIX = "contact_refused:"
@@ -152,3 +172,13 @@ def rate(voter: bytes) -> str:
 def legacy_phone_link(viber_voter: bytes) -> str:
     """A phone link an older version made (STRING, 30-day TTL): the account's first binding."""
     return f"{PREFIX}:phone:{viber_voter.hex()}"
+
+
+def operator_session(session_sha: str) -> str:
+    """One dashboard login, by the SHA-256 (hex) of its cookie's session id."""
+    return f"{PREFIX}:opsession:{session_sha}"
+
+
+def operator_sessions(account_id: str) -> str:
+    """The set of one operator account's logins (session SHAs)."""
+    return f"{PREFIX}:opsessions:{account_id}"
