@@ -16,6 +16,8 @@ from types import TracebackType
 ROOT = Path(__file__).resolve().parent.parent.parent
 PROCFILE = ROOT / "Procfile"
 STOP_TIMEOUT_S = 10.0
+READY_TIMEOUT_S = 60.0
+"""How long the web process may take to answer /healthz (a busy 2-core machine can take 20 s)."""
 
 
 def read_procfile(path: Path = PROCFILE) -> dict[str, str]:
@@ -59,7 +61,7 @@ class Stack:
         """Where the web process listens."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 20.0) -> None:
+    def start(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Start every process and wait until the web process answers /healthz."""
         log_dir = self.log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -83,7 +85,7 @@ class Stack:
         self.processes.setdefault(name, []).append(process)
         return process
 
-    def wait_ready(self, timeout_s: float = 20.0) -> None:
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Wait until /healthz answers 200."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -147,8 +149,12 @@ class Stack:
         return "\n".join(text.splitlines()[-lines:])
 
     def __enter__(self) -> Stack:
-        """Start on entering a with block."""
-        self.start()
+        """Start on entering a with block (stopping whatever started if the start fails)."""
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __exit__(
