@@ -16,6 +16,15 @@ from types import TracebackType
 ROOT = Path(__file__).resolve().parent.parent.parent
 PROCFILE = ROOT / "Procfile"
 STOP_TIMEOUT_S = 10.0
+SERVICE_SETTINGS = (
+    *("REDIS_URL", "VOTER_ID_SECRET", "OPERATOR_TOKEN", "AUDIT_SECRET", "POLL_FILE", "BOT_NAME"),
+    *("VIBER_AUTH_TOKEN", "VIBER_API_URL", "VIBER_CHAT_URI"),
+    *("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "TELEGRAM_API_URL", "TELEGRAM_BOT_USERNAME"),
+    *("TELEGRAM_MESSAGES_PER_S", "MAX_BODY_BYTES", "MAX_CALLBACK_AGE_S", "REPLY_RATE_LIMIT"),
+    *("REPLY_RATE_WINDOW_S", "DASHBOARD_INSECURE_COOKIE", "PORT", "HOST", "LOG_LEVEL"),
+)
+"""Every setting the service's processes read (README, "Configuration"): what a test that must run
+with none set by hand takes out of the environment it inherits."""
 
 
 def read_procfile(path: Path = PROCFILE) -> dict[str, str]:
