@@ -12,7 +12,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-run: $(STAMP)  ## Start Redis (if REDIS_URL is unset), web, workers, clock; demo vote without a token
+run: $(STAMP)  ## Start Redis (if REDIS_URL is unset), web, workers, clock; without messenger tokens, fakes and a demo
 	$(PY) -m bench.localstack
 
 chromium:  ## Debian's Chromium for the browser test (installed when missing and run as root)

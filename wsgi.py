@@ -1,5 +1,20 @@
-"""WSGI entry point for gunicorn: `gunicorn wsgi:app`."""
+"""Entry points: `gunicorn wsgi:app` serves the service, `flask --app wsgi COMMAND` runs an operator command.
 
-from webhook import create_app
+gunicorn gets the service's app, built from every setting and refusing to start without one.
+Flask's CLI imports this module to find the commands; it gets an app whose commands each read
+only the settings they need (webhook.create_cli_app), so `--help` works with nothing set.
+"""
 
-app = create_app()
+import click
+from flask.cli import ScriptInfo
+
+from webhook import create_app, create_cli_app
+
+
+def _imported_by_flask_cli() -> bool:
+    """Whether Flask's CLI is loading the app: it imports this module inside its click context."""
+    context = click.get_current_context(silent=True)
+    return context is not None and context.find_object(ScriptInfo) is not None
+
+
+app = create_cli_app() if _imported_by_flask_cli() else create_app()

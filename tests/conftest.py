@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import json
-import time
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +17,11 @@ from tests.support.fake_telegram import FakeTelegram
 from tests.support.fake_viber import FakeViber
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.stack import Stack
+
+# Re-exported (`name as name`): the tests import the callback builders from here.
+from tests.support.viber_callbacks import conversation_started as conversation_started
+from tests.support.viber_callbacks import message_event as message_event
+from tests.support.viber_callbacks import next_token as next_token
 from webhook import create_app
 from webhook.channels.base import ChannelSender
 from webhook.channels.telegram import TELEGRAM
@@ -38,8 +42,12 @@ TELEGRAM_SECRET = "test-telegram-webhook-secret-0123456789"
 FAST_TELEGRAM = {"TELEGRAM_MESSAGES_PER_S": "1000"}
 """The Procfile stacks' Telegram send rate (the fake enforces no limit): a paid-broadcast rate."""
 POLL_FILE = Path(__file__).parent / "polls.toml"
-_tokens = itertools.count(5_100_000_000_000_000_000)
 _operator_tokens: dict[str, str] = {}
+
+# Flask's CLI (the `flask --app wsgi ...` processes some tests start, with this environment) would
+# load a .env or .flaskenv found from its working directory up: a developer's, or the one `make run`
+# writes. Tests give every setting explicitly; no file on the machine may add to them.
+os.environ["FLASK_SKIP_DOTENV"] = "1"
 
 
 @pytest.fixture(scope="session")
@@ -151,37 +159,6 @@ def operator_token(redis: Redis, name: str) -> str:
     if name not in _operator_tokens or not redis.hexists(keys.OPERATORS, name):
         _operator_tokens[name] = accounts.add(redis, name)  # Redis is emptied before each test
     return _operator_tokens[name]
-
-
-def next_token() -> int:
-    """A fresh Viber message token."""
-    return next(_tokens)
-
-
-def message_event(
-    user_id: str, text: str, *, token: int | None = None, language: str = "en", **extra: Any
-) -> dict[str, Any]:
-    """A Viber `message` callback carrying a text."""
-    return {
-        "event": "message",
-        "timestamp": int(time.time() * 1000),
-        "message_token": next_token() if token is None else token,
-        "sender": {"id": user_id, "name": "Voter", "language": language, "country": "BY", "api_version": 10},
-        "message": {"type": "text", "text": text, **extra},
-        "silent": False,
-    }
-
-
-def conversation_started(user_id: str) -> dict[str, Any]:
-    """A Viber `conversation_started` callback."""
-    return {
-        "event": "conversation_started",
-        "timestamp": int(time.time() * 1000),
-        "message_token": next_token(),
-        "type": "open",
-        "user": {"id": user_id, "name": "Voter", "language": "en", "country": "BY", "api_version": 10},
-        "subscribed": False,
-    }
 
 
 def signed(payload: dict[str, Any] | bytes, token: str = BOT_TOKEN) -> tuple[bytes, dict[str, str]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rq.utils import import_attribute
 
-from webhook.store.pipeline import SWEEP_JOB, Stage
+from webhook.store.pipeline import PROGRESS_JOB, SWEEP_JOB, Stage
 
 ROOT = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
@@ -55,7 +55,7 @@ def test_a_deliberate_violation_breaks_the_build(
     assert "BROKEN" in result.stdout and contract in result.stdout.replace("\n", " ")
 
 
-@pytest.mark.parametrize("path", [*(stage.job for stage in Stage), SWEEP_JOB])
+@pytest.mark.parametrize("path", [*(stage.job for stage in Stage), SWEEP_JOB, PROGRESS_JOB])
 def test_every_job_the_web_side_queues_is_a_worker_function(path: str) -> None:
     """The dotted paths named in webhook/store/pipeline.py are functions in workers/."""
     assert path.startswith("workers.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -23,6 +24,7 @@ from webhook.core.identity import IdentityKind, receipt_code, voter_key
 from webhook.runtime import Runtime
 from webhook.store import keys
 from workers import sender, tally
+from workers.progress import progress_line
 
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
@@ -190,3 +192,23 @@ def test_labels_carry_no_voter_id_or_receipt(
     assert len(label_values) < 100
     text = client.get("/metrics", headers=AUTH).get_data(as_text=True)
     assert not [secret for secret in secrets if secret in text]
+
+
+def test_the_progress_line_tells_the_last_minute_and_the_backlog(
+    client: FlaskClient, rt: Runtime, redis: Redis
+) -> None:
+    """The clock's line a minute: votes of the minute just ended, per poll that had any, and what waits."""
+    for i in range(3):
+        vote(client, f"pl-{i}", "no")
+    assert progress_line(redis, rt.polls, time.time()).endswith(
+        "waiting: votes 3, replies 0 (retrying 0); dead letters 0"
+    )
+    assert tally.drain(rt, "t") == 3
+    redis.rpush(keys.OUTBOX_DEAD, "{}")
+    [(minute, counted)] = redis.hgetall(keys.minutes("main")).items()
+    after = (int(minute) + 1) * 60
+    assert progress_line(redis, rt.polls, after) == (
+        f"progress: {int(counted)} votes/min (main {int(counted)});"
+        " waiting: votes 0, replies 3 (retrying 0); dead letters 1"
+    )
+    assert progress_line(redis, rt.polls, after + 60).startswith("progress: 0 votes/min; waiting:")

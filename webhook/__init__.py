@@ -8,6 +8,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from webhook.config import Config
+from webhook.core.errors import ConfigError
 from webhook.runtime import EXTENSION, Runtime
 
 
@@ -34,5 +35,26 @@ def create_app(config: Config | Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(public.bp)
     dashboard.init_app(app)  # the login throttle, /dashboard, /dashboard/rq
+    cli.init_app(app)
+    return app
+
+
+def create_cli_app() -> Flask:
+    """The app of `flask --app wsgi COMMAND`: the service's app when every setting is given.
+
+    Otherwise an app with every channel's and operator's command and no runtime: each command
+    reads what it needs when it runs (results needs only REDIS_URL; set-webhook, the whole
+    configuration), so `--help` always lists them and a missing setting is one line.
+    """
+    try:
+        return create_app()
+    except ConfigError:
+        pass
+    from webhook.channels import registry
+    from webhook.operator import cli
+
+    app = Flask(__name__)
+    for channel in registry.CHANNELS.values():
+        channel.init_app(app)
     cli.init_app(app)
     return app

@@ -56,9 +56,14 @@ class Config:
     """TRUST_PROXY=1: the client address and scheme come from one proxy's X-Forwarded-For/-Proto."""
 
     @property
+    def store(self) -> StoreSettings:
+        """Where the votes are and what the polls are: the part a Redis-only command reads alone."""
+        return StoreSettings(self.redis_url, self.poll_file)
+
+    @property
     def redis(self) -> RedisSettings:
         """Where Redis is, for webhook/store/connection.py."""
-        return RedisSettings(self.redis_url)
+        return self.store.redis
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -71,13 +76,14 @@ class Config:
                 "Config 'VIBER_AUTH_TOKEN' is missing, and has no default "
                 "(or give TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET to run a Telegram bot instead)."
             )
+        store = StoreSettings.from_environ(env)
         return cls(
             viber_auth_token=viber_token,
             telegram=telegram,
-            redis_url=_required(env, "REDIS_URL"),
+            redis_url=store.redis_url,
             voter_id_secret=_secret(env, "VOTER_ID_SECRET"),
             operator_token=_secret(env, "OPERATOR_TOKEN"),
-            poll_file=env.get("POLL_FILE") or DEFAULT_POLL_FILE,
+            poll_file=store.poll_file,
             viber_api_url=(env.get("VIBER_API_URL") or DEFAULT_VIBER_API_URL).rstrip("/"),
             bot_name=(env.get("BOT_NAME") or "Vote")[:28],
             max_body_bytes=_int(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
@@ -88,6 +94,30 @@ class Config:
             audit_secret=_secret(env, "AUDIT_SECRET") if env.get("AUDIT_SECRET", "").strip() else None,
             trust_proxy=env.get("TRUST_PROXY", "").strip() == "1",
         )
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Where the votes are (REDIS_URL) and what the polls are (POLL_FILE).
+
+    All that the operator commands which only read or write Redis need (results, recount,
+    export, open/close-poll, replay-dead): they run with these two settings and nothing else,
+    while the service's processes read the whole Config and refuse to start without it.
+    """
+
+    redis_url: str
+    poll_file: str = DEFAULT_POLL_FILE
+
+    @property
+    def redis(self) -> RedisSettings:
+        """Where Redis is, for webhook/store/connection.py."""
+        return RedisSettings(self.redis_url)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> StoreSettings:
+        """Read REDIS_URL (required) and POLL_FILE from a mapping (the process environment by default)."""
+        env = os.environ if environ is None else environ
+        return cls(_required(env, "REDIS_URL"), env.get("POLL_FILE") or DEFAULT_POLL_FILE)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from flask import current_app
 from redis import Redis
 
-from webhook.config import Config
+from webhook.config import Config, StoreSettings
 from webhook.core.ballot_box import BallotBox
 from webhook.core.conversation import Conversation
 from webhook.core.outbox import Outbox, ReplyLimits
@@ -17,31 +17,50 @@ from webhook.store.connection import connect
 from webhook.store.scripts import Scripts
 
 EXTENSION = "viber_vote"
+STORE_EXTENSION = "viber_vote_store"
+"""Where an app without a runtime (the CLI's, settings missing) keeps the store its commands built."""
 
 
 @dataclass(frozen=True)
-class Runtime:
-    """Everything a request, job or command needs, built once per process."""
+class Store:
+    """The polls, and the ballot box and outbox on one Redis connection: what a Redis-only command needs."""
 
-    config: Config
     redis: Redis
     polls: PollBook
     ballot_box: BallotBox
     outbox: Outbox
+
+    @classmethod
+    def open(cls, settings: StoreSettings) -> Store:
+        """Connect lazily to Redis and load the poll file (loud if it is invalid)."""
+        redis = connect(settings.redis)
+        scripts = Scripts.register(redis)
+        return cls(
+            redis=redis,
+            polls=load_polls(settings.poll_file),
+            ballot_box=BallotBox(connection=redis, scripts=scripts),
+            outbox=Outbox(connection=redis, scripts=scripts),
+        )
+
+
+@dataclass(frozen=True)
+class Runtime(Store):
+    """Everything a request, job or command needs, built once per process."""
+
+    config: Config
     seal: ReceiverSeal
     _conversations: dict[str, Conversation] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(cls, config: Config) -> Runtime:
-        """Connect lazily to Redis and load the poll file (loud if it is invalid)."""
-        redis = connect(config.redis)
-        scripts = Scripts.register(redis)
+        """The store of the config's Redis and poll file, with the config and the seal of its secret."""
+        store = Store.open(config.store)
         return cls(
+            redis=store.redis,
+            polls=store.polls,
+            ballot_box=store.ballot_box,
+            outbox=store.outbox,
             config=config,
-            redis=redis,
-            polls=load_polls(config.poll_file),
-            ballot_box=BallotBox(connection=redis, scripts=scripts),
-            outbox=Outbox(connection=redis, scripts=scripts),
             seal=ReceiverSeal(config.voter_id_secret),
         )
 
@@ -64,5 +83,18 @@ class Runtime:
 
 
 def runtime() -> Runtime:
-    """The current Flask app's runtime."""
-    return current_app.extensions[EXTENSION]
+    """The current app's runtime (the CLI's app, built without one, reads every setting now: loud)."""
+    extensions = current_app.extensions
+    if EXTENSION not in extensions:
+        extensions[EXTENSION] = Runtime.build(Config.from_environ())
+    return extensions[EXTENSION]
+
+
+def store() -> Store:
+    """The current app's store: its runtime's, else one built from REDIS_URL and POLL_FILE alone."""
+    extensions = current_app.extensions
+    if EXTENSION in extensions:
+        return extensions[EXTENSION]
+    if STORE_EXTENSION not in extensions:
+        extensions[STORE_EXTENSION] = Store.open(StoreSettings.from_environ())
+    return extensions[STORE_EXTENSION]

@@ -18,6 +18,15 @@ PROCFILE = ROOT / "Procfile"
 STOP_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 60.0
 """How long the web process may take to answer /healthz (a busy 2-core machine can take 20 s)."""
+SERVICE_SETTINGS = (
+    *("REDIS_URL", "VOTER_ID_SECRET", "OPERATOR_TOKEN", "AUDIT_SECRET", "POLL_FILE", "BOT_NAME"),
+    *("VIBER_AUTH_TOKEN", "VIBER_API_URL", "VIBER_CHAT_URI"),
+    *("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "TELEGRAM_API_URL", "TELEGRAM_BOT_USERNAME"),
+    *("TELEGRAM_MESSAGES_PER_S", "MAX_BODY_BYTES", "MAX_CALLBACK_AGE_S", "REPLY_RATE_LIMIT"),
+    *("REPLY_RATE_WINDOW_S", "DASHBOARD_INSECURE_COOKIE", "PORT", "HOST", "LOG_LEVEL"),
+)
+"""Every setting the service's processes read (README, "Configuration"): what a test that must run
+with none set by hand takes out of the environment it inherits."""
 
 
 def read_procfile(path: Path = PROCFILE) -> dict[str, str]:

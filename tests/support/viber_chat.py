@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import conversation_started, message_event, post_callback
+from tests.conftest import post_callback
+from tests.support.viber_callbacks import contact_message, conversation_started, message_event
 from workers import sender, tally
 
 
@@ -65,11 +66,6 @@ class Chat:
     def share_phone(self, number: str, poll: str = "phone") -> list[dict[str, Any]]:
         """Tap the share-phone button (or send a card): Viber sends a contact message with the number."""
         return self.send(poll=poll, **contact_message(number))
-
-
-def contact_message(number: str) -> dict[str, Any]:
-    """The message part of a contact callback carrying a phone number."""
-    return {"type": "contact", "contact": {"name": "Voter", "phone_number": number}}
 
 
 def only_text(replies: list[dict[str, Any]]) -> str:

@@ -1,28 +1,37 @@
-"""Operator commands: `flask --app wsgi <command>` (each channel adds its own, e.g. set-webhook)."""
+"""Operator commands: `flask --app wsgi <command>` (each channel adds its own, e.g. set-webhook).
+
+Commands that only read or write Redis take the store (REDIS_URL and POLL_FILE are all they
+need); audit, audit-verify and the channels' commands take the runtime (every setting). A missing
+setting, a bad poll file or an unreachable Redis ends a command with one line, not a traceback.
+"""
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 from flask import Flask
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from webhook.core.errors import UnknownPoll
+from webhook.core.errors import ConfigError, PollFileError, UnknownPoll
 from webhook.core.ledger import recount
 from webhook.core.polls import Poll, PollStatus
 from webhook.core.results import poll_results
 from webhook.operator import accounts, audit, exports
-from webhook.runtime import Runtime, runtime
+from webhook.runtime import Store, runtime, store
 
 T = TypeVar("T")
 poll_option = click.option("--poll", "poll_id", default=None, help="Poll id (default: the current poll).")
 
 
-def _poll(rt: Runtime, poll_id: str | None) -> Poll:
+def _poll(rt: Store, poll_id: str | None) -> Poll:
     """The named poll, or the current one; a clear error for an unknown id."""
     if poll_id is None:
         return rt.polls.current(time.time())
@@ -37,7 +46,7 @@ def _poll(rt: Runtime, poll_id: str | None) -> Poll:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def results_command(poll_id: str | None, as_json: bool) -> None:
     """Print a poll's live counts."""
-    rt = runtime()
+    rt = store()
     res = poll_results(rt.ballot_box, _poll(rt, poll_id))
     if as_json:
         click.echo(json.dumps(res, indent=2, ensure_ascii=False))
@@ -53,7 +62,7 @@ def results_command(poll_id: str | None, as_json: bool) -> None:
 @poll_option
 def recount_command(poll_id: str | None) -> None:
     """Recount the stored ballots and compare them with the counters; exit 1 on a mismatch."""
-    rt = runtime()
+    rt = store()
     result = recount(rt.redis, _poll(rt, poll_id))
     click.echo(f"poll {result.poll_id}")
     for option_id, votes in result.recounted.items():
@@ -73,7 +82,7 @@ def recount_command(poll_id: str | None) -> None:
 @click.argument("poll_id")
 def open_poll_command(poll_id: str) -> None:
     """Open a poll now, whatever its schedule says."""
-    rt = runtime()
+    rt = store()
     rt.ballot_box.set_status(_poll(rt, poll_id), PollStatus.OPEN)
     click.echo(f"poll {poll_id} is open")
 
@@ -82,7 +91,7 @@ def open_poll_command(poll_id: str) -> None:
 @click.argument("poll_id")
 def close_poll_command(poll_id: str) -> None:
     """Close a poll now: no vote is counted after this."""
-    rt = runtime()
+    rt = store()
     rt.ballot_box.set_status(_poll(rt, poll_id), PollStatus.CLOSED)
     click.echo(f"poll {poll_id} is closed")
 
@@ -91,7 +100,7 @@ def close_poll_command(poll_id: str) -> None:
 @click.argument("poll_id")
 def follow_schedule_command(poll_id: str) -> None:
     """Drop an operator's open/close of a poll: its schedule decides again."""
-    rt = runtime()
+    rt = store()
     poll = _poll(rt, poll_id)
     rt.ballot_box.set_status(poll, None)
     click.echo(f"poll {poll_id} follows its schedule: {rt.ballot_box.status(poll).value}")
@@ -100,7 +109,7 @@ def follow_schedule_command(poll_id: str) -> None:
 @click.command("replay-dead")
 def replay_dead_command() -> None:
     """Send every dead-lettered reply again."""
-    click.echo(f"replayed {runtime().outbox.replay_dead()} replies")
+    click.echo(f"replayed {store().outbox.replay_dead()} replies")
 
 
 @click.command("export")
@@ -110,7 +119,7 @@ def replay_dead_command() -> None:
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
 def export_command(what: str, poll_id: str | None, fmt: str, output: Path | None) -> None:
     """Export a poll's results, its anonymous ballot ledger, or the receipt codes of its ballots."""
-    rt = runtime()
+    rt = store()
     poll = _poll(rt, poll_id)
     rows = exports.rows_of(rt, poll, what)
     body, _ = exports.render(rows, fmt)
@@ -159,8 +168,8 @@ def operator_group() -> None:
 @click.argument("name")
 def operator_add_command(name: str) -> None:
     """Create an account and print its token, once (only its scrypt hash is stored)."""
-    first = not accounts.has_accounts(runtime().redis)
-    token = _account_change(lambda: accounts.add(runtime().redis, name))
+    first = not accounts.has_accounts(store().redis)
+    token = _account_change(lambda: accounts.add(store().redis, name))
     click.echo(token)
     click.echo(f"operator {name!r} added; the token above is shown only this once", err=True)
     if first:
@@ -171,7 +180,7 @@ def operator_add_command(name: str) -> None:
 @click.argument("name")
 def operator_remove_command(name: str) -> None:
     """Delete an account: its token stops working and its logins end now."""
-    ended = _account_change(lambda: accounts.remove(runtime().redis, name))
+    ended = _account_change(lambda: accounts.remove(store().redis, name))
     click.echo(f"operator {name!r} removed; {ended} login(s) ended")
 
 
@@ -179,14 +188,14 @@ def operator_remove_command(name: str) -> None:
 @click.argument("name")
 def operator_rotate_command(name: str) -> None:
     """Give an account a new token (printed once); the old one and its logins end now."""
-    click.echo(_account_change(lambda: accounts.rotate(runtime().redis, name)))
+    click.echo(_account_change(lambda: accounts.rotate(store().redis, name)))
     click.echo(f"operator {name!r} has a new token (above, shown only this once)", err=True)
 
 
 @operator_group.command("list")
 def operator_list_command() -> None:
     """List the accounts (names and dates; never a token or hash)."""
-    rows = accounts.listing(runtime().redis)
+    rows = accounts.listing(store().redis)
     if not rows:
         click.echo("no operator accounts: OPERATOR_TOKEN logs in as 'bootstrap'")
     for row in rows:
@@ -203,7 +212,7 @@ def _account_change(change: Callable[[], T]) -> T:
 
 
 def init_app(app: Flask) -> None:
-    """Register the commands."""
+    """Register the commands, then make every command of the app (channels' too) fail in one line."""
     for command in (
         operator_group,
         results_command,
@@ -217,3 +226,31 @@ def init_app(app: Flask) -> None:
         audit_verify_command,
     ):
         app.cli.add_command(command)
+    for name, command in list(app.cli.commands.items()):
+        app.cli.commands[name] = _one_line_errors(command)
+
+
+SETTINGS_HINT = "(commands read the environment, then .env: make run writes one for its local stack)"
+
+
+def _one_line_errors(command: click.Command) -> click.Command:
+    """A copy of a command whose missing setting, bad poll file or unreachable Redis is one line."""
+    callback = command.callback
+    if callback is None:
+        return command
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        """Run the command; the service's own errors and Redis's absence become click errors."""
+        try:
+            return callback(*args, **kwargs)
+        except ConfigError as exc:
+            raise click.ClickException(f"{exc} {SETTINGS_HINT}") from None
+        except PollFileError as exc:
+            raise click.ClickException(str(exc)) from None
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise click.ClickException(f"Redis is unreachable at REDIS_URL: {exc}") from None
+
+    wrapped = copy.copy(command)
+    wrapped.callback = run
+    return wrapped

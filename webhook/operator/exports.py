@@ -21,7 +21,7 @@ from redis import Redis
 from webhook.core.identity import receipt_code
 from webhook.core.ledger import unpack_ballot
 from webhook.core.polls import Poll
-from webhook.runtime import Runtime
+from webhook.runtime import Store
 from webhook.store import keys
 
 KINDS = ("results", "ballots", "receipts")
@@ -35,7 +35,7 @@ SCAN_BATCH = 1000
 SHARE_DIGITS = 6
 
 
-def results_rows(rt: Runtime, poll: Poll) -> list[dict[str, Any]]:
+def results_rows(rt: Store, poll: Poll) -> list[dict[str, Any]]:
     """One row per option: poll id, option id, label, votes, and share of the total (0..1)."""
     counts = rt.ballot_box.counts(poll)
     total = sum(counts.values())
@@ -73,7 +73,7 @@ def receipt_codes(redis: Redis, poll: Poll) -> list[str]:
     return sorted(codes)
 
 
-def rows_of(rt: Runtime, poll: Poll, kind: str) -> list[dict[str, Any]] | list[str]:
+def rows_of(rt: Store, poll: Poll, kind: str) -> list[dict[str, Any]] | list[str]:
     """The rows of one kind of export (one of KINDS)."""
     if kind == "results":
         return results_rows(rt, poll)

@@ -11,6 +11,8 @@ from enum import StrEnum
 from redis import Redis
 from rq import Queue
 
+from webhook.store import keys
+
 KICK_TTL_MS = 2000
 """How long a kick flag spares later callers from queueing another drain job (ms)."""
 DRAIN_JOB_TIMEOUT_S = 300
@@ -18,6 +20,8 @@ DRAIN_JOBS = {"tally": "workers.tally.drain_votes", "send": "workers.sender.drai
 """Stage (its RQ queue name) -> dotted path of the job that drains it."""
 SWEEP_JOB = "workers.sweep.sweep"
 """The periodic job that kicks stalled stages and requeues due retries (run by `rq cron`)."""
+PROGRESS_JOB = "workers.progress.report_progress"
+"""The once-a-minute job that logs votes counted and what waits in the pipeline (run by `rq cron`)."""
 
 
 class Stage(StrEnum):
@@ -37,3 +41,14 @@ def kick(stage: Stage, *, connection: Redis) -> None:
     Queue(stage.value, connection=connection).enqueue(
         stage.job, job_timeout=DRAIN_JOB_TIMEOUT_S, result_ttl=0, failure_ttl=86400
     )
+
+
+def backlog(redis: Redis) -> dict[str, int]:
+    """What waits in the pipeline: votes to count, replies to send, replies to retry, dead letters."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.xlen(keys.VOTES_STREAM)
+    pipe.xlen(keys.OUTBOX_STREAM)
+    pipe.zcard(keys.OUTBOX_RETRY)
+    pipe.llen(keys.OUTBOX_DEAD)
+    votes, replies, retrying, dead = pipe.execute()
+    return {"votes": votes, "replies": replies, "retrying": retrying, "dead_letters": dead}
