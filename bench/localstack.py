@@ -171,9 +171,7 @@ def _summary(base_url: str, env: dict[str, str], settings_note: str, token_sourc
     print(f"results:        {base_url}/api/results (with the operator token as Bearer token)")
     print("webhooks:       " + "   ".join(f"{base_url}/{name.lower()}/webhook" for name, _ in bots))
     print(f"operator token: {env['OPERATOR_TOKEN']}  ({token_source})")
-    print(
-        "  log in as 'bootstrap' with it until `.venv/bin/flask --app wsgi operator add NAME` makes an account"
-    )
+    print("  log in as 'bootstrap' with it, until `.venv/bin/flask --app wsgi operator add NAME`")
     print(settings_note, flush=True)
 
 

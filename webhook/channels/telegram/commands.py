@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-
 import click
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import TelegramAPIError
 
 from webhook.config import TelegramSettings
 from webhook.runtime import runtime
@@ -21,6 +16,10 @@ MAX_CONNECTIONS = 100
 
 async def _set_webhook(settings: TelegramSettings, url: str) -> None:
     """Call setWebhook with the secret token, then close the session."""
+    from aiogram import Bot  # the CLI's other commands do not pay for aiogram's import
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.api_url))
     async with Bot(settings.bot_token, session=session) as bot:
         await bot.set_webhook(
@@ -38,6 +37,8 @@ def set_telegram_webhook_command(url: str) -> None:
     settings = runtime().config.telegram
     if settings is None:
         raise click.ClickException("TELEGRAM_BOT_TOKEN is not set: this deployment runs no Telegram bot")
+    from aiogram.exceptions import TelegramAPIError
+
     try:
         asyncio.run(_set_webhook(settings, url))
     except TelegramAPIError as exc:
