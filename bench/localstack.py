@@ -146,7 +146,7 @@ def main() -> int:
     env.setdefault("DASHBOARD_INSECURE_COOKIE", "1")  # the local run serves plain http
     base_url = f"http://127.0.0.1:{env['PORT']}"
     with ExitStack() as stack:
-        if not env.get("REDIS_URL"):
+        if not env.get("REDIS_URL") and not env.get("REDIS_SENTINELS"):
             redis = stack.enter_context(RedisServer(VAR / "redis", port=free_port(), appendonly=True))
             env["REDIS_URL"] = redis.url
             print(f"started redis-server (append-only, fsync always) at {redis.url}, data in var/redis")

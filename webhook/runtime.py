@@ -40,7 +40,7 @@ class Runtime:
             config=config,
             redis=redis,
             polls=load_polls(config.poll_file),
-            ballot_box=BallotBox(connection=redis, scripts=scripts),
+            ballot_box=BallotBox(connection=redis, scripts=scripts, wait=config.redis.wait),
             outbox=Outbox(connection=redis, scripts=scripts),
             seal=ReceiverSeal(config.voter_id_secret),
         )

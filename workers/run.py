@@ -21,6 +21,12 @@ from workers.context import worker_runtime
 SWEEP_INTERVAL_S = 2
 SWEEP_TTL_S = 10
 """A sweep not started within this time (seconds) is dropped: the next one will do."""
+WORKER_TTL_S = 20
+"""RQ blocks for a job 15 s less than this and raises its connection's socket timeout to 10 s above
+that (15 s here, 415 s by RQ's default): a primary that stops answering, as a dead host does,
+holds a worker that long before it gives up, exits, is restarted and asks the Sentinels again.
+The worker's registration also expires this + 60 s after its last heartbeat (the sweep's sign of a
+dead worker)."""
 ROLES = ("tally", "send", "clock")
 LOG_LEVEL = "INFO"
 
@@ -28,7 +34,7 @@ LOG_LEVEL = "INFO"
 def run_worker(stage: Stage) -> None:
     """Work one stage's queue until stopped (SimpleWorker: jobs run in this process, no fork each)."""
     redis = worker_runtime().redis
-    worker = SimpleWorker([Queue(stage.value, connection=redis)], connection=redis)
+    worker = SimpleWorker([Queue(stage.value, connection=redis)], connection=redis, worker_ttl=WORKER_TTL_S)
     worker.work(logging_level=LOG_LEVEL)
 
 

@@ -21,7 +21,8 @@ Pipeline (shared by all polls):
   vv:kick:tally, vv:kick:send STRING set while a drain job is queued or running
   vv:stats                    HASH   event counters: vote_duplicate, vote_retry, vote_closed,
                                      vote_not_open, reply_limited, send_sent, send_retry,
-                                     contact_refused:CHANNEL:REASON, ...
+                                     contact_refused:CHANNEL:REASON, bind_bound, bind_same,
+                                     bind_other_number, bind_bound_elsewhere, ...
                                      (rejected callbacks are counted in Prometheus only: a
                                      refused request writes nothing to Redis)
   vv:seen:CH:TOKEN            STRING a callback's message token (Telegram: update id) while the
