@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: chromium nginx run test lint format bench bench-memory bench-distant translations clean
+.PHONY: chromium nginx run run-ha test lint format bench bench-memory bench-distant bench-wait translations clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 run: $(STAMP)  ## Start Redis (if REDIS_URL is unset), web, workers, clock; without messenger tokens, fakes and a demo
 	$(PY) -m bench.localstack
+
+run-ha: $(STAMP)  ## make run on a Redis primary, two replicas and three Sentinels (loopback), to watch a failover
+	$(PY) -m bench.localstack_ha
 
 chromium:  ## Debian's Chromium for the browser test (installed when missing and run as root)
 	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
@@ -53,6 +56,9 @@ bench-memory: $(STAMP)  ## Redis bytes per vote for 1,000,000 votes
 
 bench-distant: $(STAMP)  ## The web process when Viber is a round trip away: sync vs gthread workers
 	$(PY) -m bench.distant $(BENCH_ARGS)
+
+bench-wait: $(STAMP)  ## Intake and tally with and without WAIT for one replica (primary + replica)
+	$(PY) -m bench.wait $(BENCH_ARGS)
 
 translations: $(STAMP)  ## Re-extract the bot's messages and merge them into the ru/be catalogues
 	$(VENV)/bin/pybabel extract -F babel.cfg --no-location --omit-header -o webhook/translations/messages.pot .

@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     chosen = {key: value for key, value in local_secrets(args.var / "local.env").items() if not env.get(key)}
     chosen |= {"PORT": str(port), "DASHBOARD_INSECURE_COOKIE": "1"}  # the local run serves plain http
     with ExitStack() as stack:
-        if not env.get("REDIS_URL"):
+        if env.get("REDIS_SENTINELS"):  # make run-ha: the CLI's .env points at the Sentinels too
+            chosen |= {k: env[k] for k in ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER") if env.get(k)}
+        elif not env.get("REDIS_URL"):
             redis = stack.enter_context(RedisServer(args.var / "redis", port=free_port(), appendonly=True))
             chosen["REDIS_URL"] = redis.url
             print(f"make run: redis-server at {redis.url} (append-only, fsync on), data in {redis.directory}")

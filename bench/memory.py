@@ -33,6 +33,7 @@ from webhook.core.ballot_box import CastOutcome
 from webhook.core.identity import IdentityKind, voter_key
 from webhook.runtime import Runtime
 from webhook.store import keys
+from webhook.store.connection import RedisSettings
 from webhook.store.streams import VoteEntry
 from workers.context import ensure_group
 from workers.tally import drain
@@ -143,7 +144,7 @@ def measure(votes: int, directory: Path, processes: int = 2, say: bool = True) -
     with RedisServer(directory, appendonly=False) as server:
         config = Config(
             viber_auth_token="bench-bot-token-0123456789abcdef",
-            redis_url=server.url,
+            redis=RedisSettings(server.url),
             voter_id_secret="bench-voter-secret-0123456789abcdef",
             operator_token="bench-operator-token-0123456789",
             poll_file=DEFAULT_POLL_FILE,

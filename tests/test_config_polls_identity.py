@@ -22,6 +22,7 @@ from webhook.core.identity import (
 from webhook.core.ledger import EPOCH_S, pack_ballot, unpack_ballot
 from webhook.core.phones import ContactRefusal, PhoneNumber, SharedContact, judge_contact, parse_phone
 from webhook.core.polls import Option, Poll, PollStatus, load_polls
+from webhook.store.connection import ReplicaWait
 
 TESTS_POLL_FILE = Path(__file__).parent / "polls.toml"
 ENV = {
@@ -90,6 +91,60 @@ def test_config_bad_integer_is_refused(raw: str, message: str) -> None:
     """A non-integer or non-positive MAX_BODY_BYTES is a loud error naming it."""
     with pytest.raises(ConfigError, match=f"'MAX_BODY_BYTES' {message}"):
         Config.from_environ({**ENV, "MAX_BODY_BYTES": raw})
+
+
+SENTINEL_ENV = {
+    "REDIS_SENTINELS": "10.0.0.1:26379, 10.0.0.2:26380,[fd00::3]:26381",
+    "REDIS_SENTINEL_MASTER": "viber-vote",
+}
+
+
+def test_config_sentinels_win_over_the_url() -> None:
+    """REDIS_SENTINELS names the deployment (REDIS_URL is then ignored, and not needed); WAIT 1 by default."""
+    env = {**ENV, **SENTINEL_ENV, "REDIS_PASSWORD": "data-pass", "REDIS_SENTINEL_PASSWORD": "sentinel-pass"}
+    redis = Config.from_environ(env).redis
+    assert redis.sentinels == (("10.0.0.1", 26379), ("10.0.0.2", 26380), ("fd00::3", 26381))
+    assert (redis.master, redis.password, redis.sentinel_password) == (
+        "viber-vote",
+        "data-pass",
+        "sentinel-pass",
+    )
+    assert redis.wait == ReplicaWait(replicas=1, timeout_ms=500)
+    assert "pass" not in repr(redis)
+    without_url = {k: v for k, v in env.items() if k != "REDIS_URL"}
+    assert Config.from_environ(without_url).redis == redis
+
+
+def test_config_plain_url_waits_for_no_replica_unless_told() -> None:
+    """With REDIS_URL alone a write is acknowledged once the server has it; REDIS_WAIT_* change that."""
+    plain = Config.from_environ(ENV).redis
+    assert (plain.url, plain.sentinels, plain.wait.replicas) == (ENV["REDIS_URL"], (), 0)
+    told = Config.from_environ({**ENV, "REDIS_WAIT_REPLICAS": "2", "REDIS_WAIT_TIMEOUT_MS": "250"}).redis
+    assert told.wait == ReplicaWait(replicas=2, timeout_ms=250)
+    off = Config.from_environ({**ENV, **SENTINEL_ENV, "REDIS_WAIT_REPLICAS": "0"}).redis
+    assert off.wait.replicas == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"REDIS_SENTINEL_MASTER": ""}, "'REDIS_SENTINEL_MASTER' is missing"),
+        ({"REDIS_SENTINELS": "10.0.0.1"}, "'REDIS_SENTINELS' must list host:port pairs, not '10.0.0.1'"),
+        ({"REDIS_SENTINELS": "a:1,b:port"}, "'REDIS_SENTINELS' must list host:port pairs, not 'b:port'"),
+        ({"REDIS_SENTINELS": ":26379"}, "must list host:port pairs"),
+        ({"REDIS_SENTINELS": " , "}, "must list host:port pairs"),
+        ({"REDIS_SENTINELS": "a:0"}, "must list host:port pairs"),
+        ({"REDIS_SENTINELS": "a:65536"}, "must list host:port pairs"),
+        ({"REDIS_WAIT_REPLICAS": "-1"}, "'REDIS_WAIT_REPLICAS' must be at least 0, not -1"),
+        ({"REDIS_WAIT_REPLICAS": "one"}, "'REDIS_WAIT_REPLICAS' must be an integer"),
+        ({"REDIS_WAIT_TIMEOUT_MS": "0"}, "'REDIS_WAIT_TIMEOUT_MS' must be positive"),
+        ({"REDIS_WAIT_TIMEOUT_MS": "2000"}, "'REDIS_WAIT_TIMEOUT_MS' must be below 2000"),
+    ],
+)
+def test_config_bad_redis_settings_are_refused(extra: dict[str, str], message: str) -> None:
+    """Sentinels without the primary's name, a malformed address or a wait out of range: loud errors."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Config.from_environ({**ENV, **SENTINEL_ENV, **extra})
 
 
 # Poll file

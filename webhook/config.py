@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from webhook.core.errors import ConfigError
 from webhook.core.secret_strength import weakness
-from webhook.store.connection import RedisSettings
+from webhook.store.connection import DEFAULT_WAIT_TIMEOUT_MS, SOCKET_TIMEOUT_S, RedisSettings, ReplicaWait
 
 DEFAULT_VIBER_API_URL = "https://chatapi.viber.com/pa"
 DEFAULT_POLL_FILE = str(Path(__file__).parent / "polls" / "default.toml")
@@ -34,7 +34,8 @@ DEFAULT_REPLY_RATE_WINDOW_S = 60
 class Config:
     """The service's settings, each with its type."""
 
-    redis_url: str
+    redis: RedisSettings
+    """Where Redis is (REDIS_URL, or REDIS_SENTINELS and the rest), for webhook/store/connection.py."""
     voter_id_secret: str
     operator_token: str
     viber_auth_token: str | None = None
@@ -58,12 +59,7 @@ class Config:
     @property
     def store(self) -> StoreSettings:
         """Where the votes are and what the polls are: the part a Redis-only command reads alone."""
-        return StoreSettings(self.redis_url, self.poll_file)
-
-    @property
-    def redis(self) -> RedisSettings:
-        """Where Redis is, for webhook/store/connection.py."""
-        return self.store.redis
+        return StoreSettings(self.redis, self.poll_file)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -80,7 +76,7 @@ class Config:
         return cls(
             viber_auth_token=viber_token,
             telegram=telegram,
-            redis_url=store.redis_url,
+            redis=store.redis,
             voter_id_secret=_secret(env, "VOTER_ID_SECRET"),
             operator_token=_secret(env, "OPERATOR_TOKEN"),
             poll_file=store.poll_file,
@@ -98,26 +94,21 @@ class Config:
 
 @dataclass(frozen=True)
 class StoreSettings:
-    """Where the votes are (REDIS_URL) and what the polls are (POLL_FILE).
+    """Where the votes are (REDIS_URL or Sentinel) and what the polls are (POLL_FILE).
 
     All that the operator commands which only read or write Redis need (results, recount,
     export, open/close-poll, replay-dead): they run with these two settings and nothing else,
     while the service's processes read the whole Config and refuse to start without it.
     """
 
-    redis_url: str
+    redis: RedisSettings
     poll_file: str = DEFAULT_POLL_FILE
-
-    @property
-    def redis(self) -> RedisSettings:
-        """Where Redis is, for webhook/store/connection.py."""
-        return RedisSettings(self.redis_url)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> StoreSettings:
-        """Read REDIS_URL (required) and POLL_FILE from a mapping (the process environment by default)."""
+        """Read Redis's settings (REDIS_URL or Sentinel) and POLL_FILE (from the environment by default)."""
         env = os.environ if environ is None else environ
-        return cls(_required(env, "REDIS_URL"), env.get("POLL_FILE") or DEFAULT_POLL_FILE)
+        return cls(_redis(env), env.get("POLL_FILE") or DEFAULT_POLL_FILE)
 
 
 @dataclass(frozen=True)
@@ -175,8 +166,8 @@ def _secret(env: Mapping[str, str], key: str) -> str:
     return value
 
 
-def _int(env: Mapping[str, str], key: str, default: int) -> int:
-    """Return an optional positive integer setting."""
+def _int(env: Mapping[str, str], key: str, default: int, *, minimum: int = 1) -> int:
+    """Return an optional integer setting of at least minimum (positive by default)."""
     raw = env.get(key, "").strip()
     if not raw:
         return default
@@ -184,6 +175,45 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"Config '{key}' must be an integer, not {raw!r}.") from None
-    if value <= 0:
-        raise ConfigError(f"Config '{key}' must be positive, not {value}.")
+    if value < minimum:
+        least = "positive" if minimum == 1 else f"at least {minimum}"
+        raise ConfigError(f"Config '{key}' must be {least}, not {value}.")
     return value
+
+
+def _redis(env: Mapping[str, str]) -> RedisSettings:
+    """Sentinels and the primary's name when REDIS_SENTINELS is set (it wins over REDIS_URL), else REDIS_URL.
+
+    Under Sentinel a vote is acknowledged once 1 replica has it (REDIS_WAIT_REPLICAS), with a
+    plain URL once the server has it (0), unless told otherwise.
+    """
+    raw_sentinels = env.get("REDIS_SENTINELS", "").strip()
+    if raw_sentinels:
+        sentinels = tuple(_address(item.strip()) for item in raw_sentinels.split(",") if item.strip())
+        if not sentinels:
+            raise ConfigError(f"Config 'REDIS_SENTINELS' must list host:port pairs, not {raw_sentinels!r}.")
+        settings = RedisSettings(
+            sentinels=sentinels,
+            master=_required(env, "REDIS_SENTINEL_MASTER"),
+            sentinel_password=env.get("REDIS_SENTINEL_PASSWORD") or None,
+        )
+    else:
+        settings = RedisSettings(url=_required(env, "REDIS_URL"))
+    wait = ReplicaWait(
+        replicas=_int(env, "REDIS_WAIT_REPLICAS", 1 if raw_sentinels else 0, minimum=0),
+        timeout_ms=_int(env, "REDIS_WAIT_TIMEOUT_MS", DEFAULT_WAIT_TIMEOUT_MS),
+    )
+    if wait.timeout_ms >= SOCKET_TIMEOUT_S * 1000:
+        # The client would give up on the socket before WAIT answers, and report Redis down.
+        limit_ms = int(SOCKET_TIMEOUT_S * 1000)
+        raise ConfigError(f"Config 'REDIS_WAIT_TIMEOUT_MS' must be below {limit_ms}, not {wait.timeout_ms}.")
+    return replace(settings, password=env.get("REDIS_PASSWORD") or None, wait=wait)
+
+
+def _address(item: str) -> tuple[str, int]:
+    """Parse one REDIS_SENTINELS entry, host:port (an IPv6 host in brackets: [::1]:26379)."""
+    host, sep, port = item.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"Config 'REDIS_SENTINELS' must list host:port pairs, not {item!r}.")
+    return host, int(port)

@@ -38,7 +38,7 @@ class Store:
         return cls(
             redis=redis,
             polls=load_polls(settings.poll_file),
-            ballot_box=BallotBox(connection=redis, scripts=scripts),
+            ballot_box=BallotBox(connection=redis, scripts=scripts, wait=settings.redis.wait),
             outbox=Outbox(connection=redis, scripts=scripts),
         )
 

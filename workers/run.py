@@ -26,6 +26,12 @@ PROGRESS_CRON = "* * * * *"
 """The progress line is logged at the start of every minute."""
 PROGRESS_TTL_S = 50
 """A progress line not logged within this time (seconds) is dropped: the next minute's comes."""
+WORKER_TTL_S = 20
+"""RQ blocks for a job 15 s less than this and raises its connection's socket timeout to 10 s above
+that (15 s here, 415 s by RQ's default): a primary that stops answering, as a dead host does,
+holds a worker that long before it gives up, exits, is restarted and asks the Sentinels again.
+The worker's registration also expires this + 60 s after its last heartbeat (the sweep's sign of a
+dead worker)."""
 ROLES = ("tally", "send", "clock")
 DEFAULT_LOG_LEVEL = "INFO"
 
@@ -44,7 +50,7 @@ def configure_logging(level_name: str) -> int:
 def run_worker(stage: Stage, rq_level: int) -> None:
     """Work one stage's queue until stopped (SimpleWorker: jobs run in this process, no fork each)."""
     redis = worker_runtime().redis
-    worker = SimpleWorker([Queue(stage.value, connection=redis)], connection=redis)
+    worker = SimpleWorker([Queue(stage.value, connection=redis)], connection=redis, worker_ttl=WORKER_TTL_S)
     worker.work(logging_level=rq_level)
 
 

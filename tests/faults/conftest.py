@@ -18,12 +18,13 @@ import pytest
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from tests.conftest import FAST_TELEGRAM, TELEGRAM_SECRET, message_event, signed
+from tests.conftest import FAST_TELEGRAM, TELEGRAM_SECRET, VOTER_ID_SECRET, message_event, signed
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.fake_viber import FakeViber
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.stack import Stack
 from tests.support.telegram_chat import SECRET_HEADER, tap_update
+from webhook.core.identity import IdentityKind, voter_key
 from webhook.core.ledger import Recount, recount
 from webhook.core.polls import Poll, load_polls
 from webhook.store import keys
@@ -86,6 +87,18 @@ def votes_idle(redis: Redis) -> bool:
 def main_poll(stack: Stack) -> Poll:
     """The test poll, from the stack's poll file."""
     return load_polls(stack.env["POLL_FILE"]).get(POLL_ID)
+
+
+def claimed(redis: Redis, users: list[str]) -> int:
+    """How many of these voters (Viber ids, or Telegram ones as Vote.user names them) hold a claim."""
+    pipe = redis.pipeline(transaction=False)
+    for user in users:
+        if user.startswith(TELEGRAM_USER_PREFIX):
+            voter = voter_key(VOTER_ID_SECRET, IdentityKind.TELEGRAM, user[len(TELEGRAM_USER_PREFIX) :])
+        else:
+            voter = voter_key(VOTER_ID_SECRET, IdentityKind.VIBER, user)
+        pipe.hexists(keys.voters(POLL_ID, voter), keys.field(voter))
+    return sum(pipe.execute())
 
 
 def pending_of(redis: Redis) -> int:
@@ -198,6 +211,8 @@ class VoteStream:
     acknowledged: dict[str, str] = field(default_factory=dict)
     statuses: Counter[str] = field(default_factory=Counter)
     slowest_answer_s: float = 0.0
+    answers: list[tuple[float, float, str]] = field(default_factory=list)
+    """(sent at, answered at, status) of every attempt, monotonic seconds."""
 
     def __post_init__(self) -> None:
         """Queue the votes; nothing is sent before start()."""
@@ -267,6 +282,7 @@ class VoteStream:
                 status = type(exc).__name__
             with self._lock:
                 self.statuses[status] += 1
+                self.answers.append((began, time.monotonic(), status))
                 self.slowest_answer_s = max(self.slowest_answer_s, time.monotonic() - began)
                 if status == "200":
                     self.acknowledged[vote.user] = vote.option

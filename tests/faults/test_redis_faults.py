@@ -12,12 +12,11 @@ from collections import Counter
 import pytest
 from redis import Redis
 
-from tests.conftest import VOTER_ID_SECRET
 from tests.faults.conftest import (
-    TELEGRAM_USER_PREFIX,
     Supervisor,
     VoteStream,
     assert_ledger_consistent,
+    claimed,
     main_poll,
     pipeline_idle,
     report,
@@ -28,8 +27,6 @@ from tests.faults.conftest import (
 from tests.support.fake_viber import FakeViber
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack
-from webhook.core.identity import IdentityKind, voter_key
-from webhook.store import keys
 
 STALE_TAKEOVER_S = 30
 """workers/tally.py STALE_MS: a batch read before the crash is taken over after this long."""
@@ -42,18 +39,6 @@ def readyz(stack: Stack) -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
-
-
-def claimed(redis: Redis, users: list[str]) -> int:
-    """How many of these voters (Viber ids, or Telegram ones as Vote.user names them) hold a claim."""
-    pipe = redis.pipeline(transaction=False)
-    for user in users:
-        if user.startswith(TELEGRAM_USER_PREFIX):
-            voter = voter_key(VOTER_ID_SECRET, IdentityKind.TELEGRAM, user[len(TELEGRAM_USER_PREFIX) :])
-        else:
-            voter = voter_key(VOTER_ID_SECRET, IdentityKind.VIBER, user)
-        pipe.hexists(keys.voters("main", voter), keys.field(voter))
-    return sum(pipe.execute())
 
 
 @pytest.mark.slow

@@ -9,6 +9,8 @@ from redis import Redis
 
 from webhook.core.polls import Poll, PollStatus
 from webhook.store import keys
+from webhook.store.connection import NO_WAIT, ReplicaWait
+from webhook.store.durable import execute, run_script
 from webhook.store.pipeline import KICK_TTL_MS, Stage, kick
 from webhook.store.scripts import Scripts
 from webhook.store.streams import VoteEntry
@@ -39,12 +41,20 @@ class BindOutcome(StrEnum):
 
 
 class BallotBox:
-    """The vote-side Redis operations, on one explicit connection."""
+    """The vote-side Redis operations, on one explicit connection.
 
-    def __init__(self, *, connection: Redis, scripts: Scripts | None = None) -> None:
-        """Bind to a Redis connection."""
+    Writes the caller acknowledges to a voter or an operator (a vote, a phone binding, opening or
+    closing a poll) return only once `wait` replicas hold them (webhook/store/durable.py), else
+    raise NotReplicated: what was acknowledged survives a failover.
+    """
+
+    def __init__(
+        self, *, connection: Redis, scripts: Scripts | None = None, wait: ReplicaWait = NO_WAIT
+    ) -> None:
+        """Bind to a Redis connection; wait says how many replicas must confirm a write."""
         self.redis = connection
         self.scripts = scripts or Scripts.register(connection)
+        self.wait = wait
 
     def cast(
         self, poll: Poll, vote: VoteEntry, *, message_token: int, account: bytes | None = None
@@ -54,9 +64,15 @@ class BallotBox:
         vote.voter is the identity the ballot is stored under: the account, or in a phone poll the
         number; account is then the messenger account that holds the number, claimed in the same
         step so that neither can vote twice. A tally job is kicked when needed.
+
+        Every outcome writes (a stats counter at least), so the replicas' confirmation also covers
+        an earlier, unconfirmed attempt of the same vote that a retry now finds ("retry").
         """
         voter = vote.voter
-        outcome, must_kick = self.scripts.cast(
+        outcome, must_kick = run_script(
+            self.redis,
+            self.scripts.cast,
+            self.wait,
             keys=[
                 keys.state(poll.id),
                 keys.voters(poll.id, voter),
@@ -87,12 +103,13 @@ class BallotBox:
 
     def set_status(self, poll: Poll, status: PollStatus | None) -> None:
         """Open or close a poll by hand, or (None) go back to its schedule."""
-        if status is None:
-            self.redis.delete(keys.state(poll.id))
-        elif status is PollStatus.NOT_OPEN:
+        if status is PollStatus.NOT_OPEN:
             raise ValueError("a poll can be opened or closed by hand, not un-opened")
+        key = keys.state(poll.id)
+        if status is None:
+            execute(self.redis, self.wait, lambda pipe: pipe.delete(key))
         else:
-            self.redis.set(keys.state(poll.id), status.value)
+            execute(self.redis, self.wait, lambda pipe: pipe.set(key, status.value))
 
     def counts(self, poll: Poll) -> dict[str, int]:
         """Votes counted per option id, every option present."""
@@ -120,12 +137,16 @@ class BallotBox:
         return self._bind(channel, account, phone, "bind")
 
     def _bind(self, channel: str, account: bytes, phone: bytes, mode: str) -> BindOutcome:
-        """Run the binding script ("bind" or "adopt")."""
-        outcome = self.scripts.bind_phone(
+        """Run the binding script ("bind" or "adopt"), confirmed by replicas: a binding is for good."""
+        outcome = run_script(
+            self.redis,
+            self.scripts.bind_phone,
+            self.wait,
             keys=[
                 keys.account_binding(channel, account),
                 keys.phone_binding(channel, phone),
                 keys.legacy_phone_link(account),
+                keys.STATS,
             ],
             args=[keys.field(account), phone, keys.field(phone), account, mode],
         )

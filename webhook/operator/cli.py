@@ -26,6 +26,7 @@ from webhook.core.polls import Poll, PollStatus
 from webhook.core.results import poll_results
 from webhook.operator import accounts, audit, exports
 from webhook.runtime import Store, runtime, store
+from webhook.store.durable import NotReplicated
 
 T = TypeVar("T")
 poll_option = click.option("--poll", "poll_id", default=None, help="Poll id (default: the current poll).")
@@ -39,6 +40,16 @@ def _poll(rt: Store, poll_id: str | None) -> Poll:
         return rt.polls.get(poll_id)
     except UnknownPoll:
         raise click.BadParameter(f"no poll {poll_id!r}", param_hint="--poll") from None
+
+
+def _set_status(rt: Store, poll: Poll, status: PollStatus | None) -> None:
+    """Open, close or hand back a poll; a clear error when the replicas did not confirm it."""
+    try:
+        rt.ballot_box.set_status(poll, status)
+    except NotReplicated as exc:
+        raise click.ClickException(
+            f"{exc}: the primary has the change, but a failover now could undo it; run the command again"
+        ) from None
 
 
 @click.command("results")
@@ -83,7 +94,7 @@ def recount_command(poll_id: str | None) -> None:
 def open_poll_command(poll_id: str) -> None:
     """Open a poll now, whatever its schedule says."""
     rt = store()
-    rt.ballot_box.set_status(_poll(rt, poll_id), PollStatus.OPEN)
+    _set_status(rt, _poll(rt, poll_id), PollStatus.OPEN)
     click.echo(f"poll {poll_id} is open")
 
 
@@ -92,7 +103,7 @@ def open_poll_command(poll_id: str) -> None:
 def close_poll_command(poll_id: str) -> None:
     """Close a poll now: no vote is counted after this."""
     rt = store()
-    rt.ballot_box.set_status(_poll(rt, poll_id), PollStatus.CLOSED)
+    _set_status(rt, _poll(rt, poll_id), PollStatus.CLOSED)
     click.echo(f"poll {poll_id} is closed")
 
 
@@ -102,7 +113,7 @@ def follow_schedule_command(poll_id: str) -> None:
     """Drop an operator's open/close of a poll: its schedule decides again."""
     rt = store()
     poll = _poll(rt, poll_id)
-    rt.ballot_box.set_status(poll, None)
+    _set_status(rt, poll, None)
     click.echo(f"poll {poll_id} follows its schedule: {rt.ballot_box.status(poll).value}")
 
 

@@ -23,7 +23,8 @@ Pipeline (shared by all polls):
                                      per chat under a keyed hash of the chat id
   vv:stats                    HASH   event counters: vote_duplicate, vote_retry, vote_closed,
                                      vote_not_open, reply_limited, send_sent, send_retry,
-                                     contact_refused:CHANNEL:REASON, ...
+                                     contact_refused:CHANNEL:REASON, bind_bound, bind_same,
+                                     bind_other_number, bind_bound_elsewhere, ...
                                      (rejected callbacks are counted in Prometheus only: a
                                      refused request writes nothing to Redis)
   vv:seen:CH:TOKEN            STRING a callback's message token (Telegram: update id) while the
