@@ -116,13 +116,18 @@ def test_a_retried_contact_is_counted_once_in_the_refusals(chat, redis) -> None:
 
 
 def test_a_link_from_an_older_version_stays_the_first_binding(chat, rt, redis) -> None:
-    """Upgrade: a phone link the older version wrote (a 30-day STRING) is the account's binding."""
+    """Upgrade: a phone link the older version wrote (a 30-day STRING) is the account's first binding."""
     account = voter_key(VOTER_ID_SECRET, IdentityKind.VIBER, "old-timer")
     phone = voter_key(VOTER_ID_SECRET, IdentityKind.PHONE, NUMBERS[6])
     redis.set(keys.legacy_phone_link(account), phone, ex=30 * 24 * 3600)
     voter = chat("old-timer")
     assert "already verified with another number" in only_text(voter.share_phone(NUMBERS[7]))
     assert redis.ttl(keys.legacy_phone_link(account)) == -2, "adopted into the permanent binding"
+    # That version kept no country with the link: a poll with allowed countries asks for the number
+    # once more, and only the first one is taken.
+    [ask] = voter.send("yes", poll=POLL)
+    assert ask["keyboard"]["Buttons"][0]["ActionType"] == "share-phone"
+    assert "verified" in only_text(voter.share_phone(NUMBERS[6]))
     assert counted(voter.send("yes", poll=POLL))
     assert "already verified with another account" in only_text(chat("newcomer").share_phone(NUMBERS[6]))
     assert total(rt) == 1

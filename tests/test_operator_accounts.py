@@ -122,13 +122,17 @@ def test_the_audit_log_names_the_account_not_a_typed_name(app: Flask, redis: Red
         "/dashboard/api/polls/main/status", json={"status": "closed"}, headers={"X-CSRF-Token": csrf}
     )
     assert closed.status_code == 200
-    closed_by_api = app.test_client().post(
-        "/dashboard/api/polls/main/status", json={"status": "open"}, headers=bearer(bob)
+    bobs_browser = app.test_client()
+    assert form_login(bobs_browser, "Bob", bob).status_code == 303
+    csrf = CSRF_META.search(bobs_browser.get("/dashboard/").text).group(1)
+    reopened = bobs_browser.post(
+        "/dashboard/api/polls/main/status", json={"status": "open"}, headers={"X-CSRF-Token": csrf}
     )
-    assert closed_by_api.status_code == 200
-    entries = [json.loads(e) for e in redis.lrange(AUDIT_KEY, 0, 2)]
+    assert reopened.status_code == 200
+    entries = [json.loads(e) for e in redis.lrange(AUDIT_KEY, 0, 3)]
     assert [(e["who"], e["what"]) for e in entries] == [
         ("Bob", "open"),
+        ("Bob", "log in"),
         ("Alice", "close"),
         ("Alice", "log in"),
     ]

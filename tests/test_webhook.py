@@ -28,7 +28,7 @@ from webhook import create_app
 from webhook.channels.base import ChannelSender
 from webhook.channels.viber.signature import HEADER, sign
 from webhook.config import Config
-from webhook.core.ballot_box import MESSAGE_TAG_MODULO
+from webhook.core.ballot_box import MESSAGE_TAG_MODULO, message_tag
 from webhook.core.identity import IdentityKind, voter_key
 from webhook.core.polls import PollStatus
 from webhook.runtime import Runtime
@@ -257,7 +257,8 @@ def test_vote_is_queued_and_voter_claimed(client: FlaskClient, redis: Redis, tex
     assert fields[b"option"] == str(index).encode()
     assert fields[b"voter"] == voter
     claim = redis.hget(keys.voters("main", voter), keys.field(voter))
-    assert claim == str(event["message_token"] % MESSAGE_TAG_MODULO).encode()
+    assert claim == message_tag("viber", event["message_token"]).encode()
+    assert claim == b"v" + str(event["message_token"] % MESSAGE_TAG_MODULO).encode()
     assert outbox(redis) == []
 
 

@@ -105,10 +105,20 @@ def drain(
             break
         finished = _collect(completed, min(len(in_flight), REFILL_AT), SETTLE_EVERY_S)
         if finished:
-            totals.update(settle(rt, [(in_flight.pop(f), f.result()) for f in finished]))
+            totals.update(settle(rt, [(in_flight.pop(f), outcome_of(f)) for f in finished]))
     reader.hold_kick()
     kick(Stage.SEND, connection=redis)
     return totals
+
+
+def outcome_of(future: Future[SendResult]) -> SendResult:
+    """A finished send's result; an exception a channel did not classify is a retry of that reply alone
+    (one odd answer must not end the drain, which would leave every reply it read pending)."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 (any failure of one send is that send's, not the drain's)
+        log.warning("a send failed unclassified (%s): retried later", type(exc).__name__)
+        return SendResult(SendStatus.RETRY, f"unclassified: {type(exc).__name__}")
 
 
 def _move_due_retries(rt: Runtime) -> None:

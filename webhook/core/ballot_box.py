@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from enum import StrEnum
 
 from redis import Redis
 
+from webhook.core.identity import VOTER_KEY_BYTES
 from webhook.core.polls import Poll, PollStatus
 from webhook.store import keys
 from webhook.store.connection import NO_WAIT, ReplicaWait
@@ -16,9 +18,14 @@ from webhook.store.scripts import Scripts
 from webhook.store.streams import VoteEntry
 
 MESSAGE_TAG_MODULO = 4096
-"""A message token is remembered in a claim as token mod 4096: enough to tell Viber's retry
-of the vote (same token) from a second tap (another token); a clash only skips one
-"already voted" reply."""
+"""A message token is remembered in a claim as its channel's initial and token mod 4096: enough to
+tell a messenger's retry of the vote (same token) from a second tap (another token, or the same
+number's other messenger); a clash within one channel only skips one "already voted" reply."""
+
+
+def message_tag(channel: str, token: int) -> str:
+    """What a claim remembers of the callback that made it ("v1234", "t87")."""
+    return f"{channel[:1]}{token % MESSAGE_TAG_MODULO}"
 
 
 class CastOutcome(StrEnum):
@@ -38,6 +45,46 @@ class BindOutcome(StrEnum):
     SAME = "same"
     OTHER_NUMBER = "other_number"
     BOUND_ELSEWHERE = "bound_elsewhere"
+
+
+class Proof(StrEnum):
+    """What the messenger vouched for when the number was shared."""
+
+    OWNER = "P"
+    """The messenger said the contact is the sender's own (Telegram's contact.user_id)."""
+    COUNTRY = "C"
+    """Only that the account's country is the number's (Viber's sender.country): a card of someone
+    else's number from the same country cannot be told apart."""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """An account's number: its keyed hash, its region, and what the messenger vouched for.
+
+    Stored as the phone key, then the two-letter region and the Proof letter; a binding an older
+    version made holds the phone key alone (region and proof unknown).
+    """
+
+    phone: bytes
+    region: str | None = None
+    proof: Proof | None = None
+
+    def stored(self) -> bytes:
+        """The value the account's binding bucket holds."""
+        if self.region is None or self.proof is None:
+            return self.phone
+        return self.phone + self.region.encode() + self.proof.value.encode()
+
+    @classmethod
+    def parse(cls, stored: bytes) -> Binding:
+        """A binding from its stored value."""
+        tail = stored[VOTER_KEY_BYTES:]
+        if len(tail) != 3:
+            return cls(stored[:VOTER_KEY_BYTES])
+        try:
+            return cls(stored[:VOTER_KEY_BYTES], tail[:2].decode(), Proof(tail[2:].decode()))
+        except (UnicodeDecodeError, ValueError):
+            return cls(stored[:VOTER_KEY_BYTES])
 
 
 class BallotBox:
@@ -84,7 +131,7 @@ class BallotBox:
             args=[
                 poll.scheduled_status(vote.accepted_at).value,
                 keys.field(voter),
-                message_token % MESSAGE_TAG_MODULO,
+                message_tag(vote.channel, message_token),
                 keys.field(account) if account is not None else b"",
                 KICK_TTL_MS,
                 *vote.pairs(),
@@ -117,8 +164,8 @@ class BallotBox:
         stored = {k.decode(): int(v) for k, v in raw.items()}
         return {option.id: stored.get(option.id, 0) for option in poll.options}
 
-    def phone_of(self, channel: str, account: bytes) -> bytes | None:
-        """The phone key an account of this messenger is bound to, if any.
+    def phone_of(self, channel: str, account: bytes) -> Binding | None:
+        """The number an account of this messenger is bound to, if any.
 
         A link an older version made (a STRING with a TTL) is adopted as the first binding.
         """
@@ -128,16 +175,17 @@ class BallotBox:
         bound, legacy = pipe.execute()
         if bound is None and legacy is not None:
             self._bind(channel, account, legacy, "adopt")
-            return legacy
-        return bound
+            bound = legacy
+        return Binding.parse(bound) if bound is not None else None
 
-    def bind_phone(self, channel: str, account: bytes, phone: bytes) -> BindOutcome:
+    def bind_phone(self, channel: str, account: bytes, binding: Binding) -> BindOutcome:
         """Bind an account to a number for good, unless either is bound to another already."""
         self.phone_of(channel, account)  # an older version's link first becomes the binding
-        return self._bind(channel, account, phone, "bind")
+        return self._bind(channel, account, binding.stored(), "bind")
 
-    def _bind(self, channel: str, account: bytes, phone: bytes, mode: str) -> BindOutcome:
+    def _bind(self, channel: str, account: bytes, stored: bytes, mode: str) -> BindOutcome:
         """Run the binding script ("bind" or "adopt"), confirmed by replicas: a binding is for good."""
+        phone = stored[:VOTER_KEY_BYTES]
         outcome = run_script(
             self.redis,
             self.scripts.bind_phone,
@@ -148,6 +196,6 @@ class BallotBox:
                 keys.legacy_phone_link(account),
                 keys.STATS,
             ],
-            args=[keys.field(account), phone, keys.field(phone), account, mode],
+            args=[keys.field(account), stored, keys.field(phone), account, mode, VOTER_KEY_BYTES],
         )
         return BindOutcome(outcome.decode())

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from webhook.core.ballot_box import BallotBox, BindOutcome, CastOutcome
+from webhook.core.ballot_box import BallotBox, CastOutcome
 from webhook.core.i18n import language_of
 from webhook.core.identity import IdentityKind, canonical_receipt, voter_key
 from webhook.core.outbox import Outbox, ReplyKind, ReplyLimits
-from webhook.core.phones import ContactRefusal, SharedContact, judge_contact
+from webhook.core.phone_gate import PhoneGate, Turned
+from webhook.core.phones import SharedContact
 from webhook.core.polls import Poll, PollBook, PollStatus
 from webhook.core.refusals import REPLY_FOR_REFUSAL
 from webhook.core.sealing import ReceiverSeal
@@ -59,11 +60,10 @@ class Message:
 
 @dataclass(frozen=True)
 class Handled:
-    """What a message did: a vote's outcome, the reply it got, why a contact was refused."""
+    """What a message did: a vote's outcome, the reply it got."""
 
     vote: CastOutcome | None = None
     reply: ReplyKind | None = None
-    refusal: ContactRefusal | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,7 @@ class Conversation:
         self.identity = IdentityKind(channel)
         self.secret, self.polls, self.seal, self.limits = secret, polls, seal, limits
         self.ballot_box, self.outbox = ballot_box, outbox
+        self.phone_gate = PhoneGate(channel, secret=secret, polls=polls, ballot_box=ballot_box)
 
     def account(self, sender: Sender) -> bytes:
         """The keyed hash that stands for a messenger account."""
@@ -139,17 +140,16 @@ class Conversation:
         account = self.account(message.sender)
         if message.contact is not None:
             if message.poll_id is None:  # a contact that names no poll is for the open phone poll
-                poll = self.polls.current(now, require_phone=True) or poll
+                poll = self.phone_gate.open_phone_poll(now) or poll
             return self._contact(poll, account, message)
         command = parse_command(message.text)
         if command is not None:
             return self._reply(poll, account, message, command.kind, receipt=command.receipt)
         voter, claimed_account = account, None
         if poll.require_phone:
-            phone = self.ballot_box.phone_of(self.channel, account)
-            if phone is None:
-                ask = ReplyKind.ASK_PHONE if message.sender.can_share_phone else ReplyKind.PHONE_DESKTOP
-                return self._reply(poll, account, message, ask)
+            phone = self.phone_gate.voter(poll, account, message.sender.can_share_phone)
+            if isinstance(phone, Turned):
+                return self._turned(poll, account, message, phone)
             voter, claimed_account = phone, account
         option = self._option(poll, message)
         if option is None:
@@ -178,25 +178,15 @@ class Conversation:
         """Bind a shared number (as a keyed hash) to the account for good, or say why not."""
         if not poll.require_phone or message.contact is None:
             return self._reply(poll, account, message, ReplyKind.HELP)
-        refusal = self._bind(poll, account, message.contact)
+        refusal = self.phone_gate.bind(poll, account, message.contact)
         if refusal is None:
             return self._reply(poll, account, message, ReplyKind.PHONE_OK)
-        count = keys.refused_contact_stat(self.channel, refusal.value)
-        handled = self._reply(poll, account, message, REPLY_FOR_REFUSAL[refusal], count=count)
-        return Handled(reply=handled.reply, refusal=refusal)
+        return self._turned(poll, account, message, Turned(REPLY_FOR_REFUSAL[refusal], refusal))
 
-    def _bind(self, poll: Poll, account: bytes, contact: SharedContact) -> ContactRefusal | None:
-        """None if the number is now (or already was) this account's, else why it is refused."""
-        judged = judge_contact(contact, poll.allowed_countries)
-        if isinstance(judged, ContactRefusal):
-            return judged
-        phone = voter_key(self.secret, IdentityKind.PHONE, judged.e164)
-        outcome = self.ballot_box.bind_phone(self.channel, account, phone)
-        if outcome is BindOutcome.OTHER_NUMBER:
-            return ContactRefusal.OTHER_NUMBER
-        if outcome is BindOutcome.BOUND_ELSEWHERE:
-            return ContactRefusal.BOUND_ELSEWHERE
-        return None
+    def _turned(self, poll: Poll, account: bytes, message: Message, turned: Turned) -> Handled:
+        """Reply why the voter cannot vote (yet); a refused number is counted by its reason."""
+        count = keys.refused_contact_stat(self.channel, turned.refusal.value) if turned.refusal else ""
+        return self._reply(poll, account, message, turned.reply, count=count)
 
     def _reply(
         self,

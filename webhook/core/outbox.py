@@ -41,6 +41,7 @@ class ReplyKind(StrEnum):
     PHONE_NOT_OWN = "phone_not_own"
     PHONE_OTHER_NUMBER = "phone_other"
     PHONE_BOUND_ELSEWHERE = "phone_elsewhere"
+    PHONE_UNPROVEN = "phone_unproven"
     PHONE_DESKTOP = "phone_desktop"
 
 

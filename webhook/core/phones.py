@@ -29,6 +29,8 @@ class ContactRefusal(StrEnum):
     NOT_OWN_CONTACT = "not_own_contact"
     OTHER_NUMBER = "other_number"
     BOUND_ELSEWHERE = "bound_elsewhere"
+    UNPROVEN_NUMBER = "unproven_number"
+    """The poll takes only numbers the messenger proves are the sender's own (not Viber's)."""
 
 
 @dataclass(frozen=True)

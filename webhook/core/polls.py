@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import overload
 
 from webhook.core.errors import PollFileError, UnknownPoll
 from webhook.core.phones import regions_of_country_codes
@@ -68,6 +67,8 @@ class Poll:
     allowed_country_codes: tuple[str, ...] = ()
     allowed_countries: tuple[str, ...] = ()
     """Two-letter countries whose numbers may vote (given, or derived from the calling codes)."""
+    proven_numbers_only: bool = False
+    """Only numbers the messenger proves are the sender's own vote (Telegram's; not Viber's)."""
     results: ResultsVisibility = ResultsVisibility.AFTER_CLOSE
 
     def question_in(self, language: str) -> str:
@@ -115,21 +116,12 @@ class PollBook:
         """Return the poll with this id, or None."""
         return next((p for p in self.polls if p.id == poll_id), None)
 
-    @overload
-    def current(self, now: float) -> Poll: ...
-
-    @overload
-    def current(self, now: float, *, require_phone: bool) -> Poll | None: ...
-
-    def current(self, now: float, *, require_phone: bool = False) -> Poll | None:
-        """The poll a voter without context means: the first open by schedule, else the first.
-
-        With require_phone, the first open phone poll, else None.
-        """
+    def current(self, now: float) -> Poll:
+        """The poll a voter without context means: the first open by schedule, else the first."""
         for poll in self.polls:
-            if poll.scheduled_status(now) is PollStatus.OPEN and (poll.require_phone or not require_phone):
+            if poll.scheduled_status(now) is PollStatus.OPEN:
                 return poll
-        return None if require_phone else self.polls[0]
+        return self.polls[0]
 
 
 def load_polls(path: str | Path) -> PollBook:
@@ -167,8 +159,11 @@ def _parse_poll(raw: object, path: str | Path) -> Poll:
     if opens_at is not None and closes_at is not None and closes_at <= opens_at:
         raise PollFileError(f"{where}: closes_at must be after opens_at")
     require_phone = raw.get("require_phone", False)
-    if not isinstance(require_phone, bool):
-        raise PollFileError(f"{where}: require_phone must be true or false")
+    proven_only = raw.get("proven_numbers_only", False)
+    if not isinstance(require_phone, bool) or not isinstance(proven_only, bool):
+        raise PollFileError(f"{where}: require_phone and proven_numbers_only must be true or false")
+    if proven_only and not require_phone:
+        raise PollFileError(f"{where}: proven_numbers_only needs require_phone = true")
     codes = raw.get("allowed_country_codes", [])
     if not isinstance(codes, list) or not all(isinstance(c, str) and COUNTRY_CODE.match(c) for c in codes):
         raise PollFileError(f'{where}: allowed_country_codes must be a list of codes like "375"')
@@ -193,6 +188,7 @@ def _parse_poll(raw: object, path: str | Path) -> Poll:
         require_phone=require_phone,
         allowed_country_codes=tuple(codes),
         allowed_countries=tuple(countries),
+        proven_numbers_only=proven_only,
         results=results,
     )
 

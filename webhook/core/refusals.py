@@ -18,6 +18,7 @@ REPLY_FOR_REFUSAL = {
     ContactRefusal.NOT_OWN_CONTACT: ReplyKind.PHONE_NOT_OWN,
     ContactRefusal.OTHER_NUMBER: ReplyKind.PHONE_OTHER_NUMBER,
     ContactRefusal.BOUND_ELSEWHERE: ReplyKind.PHONE_BOUND_ELSEWHERE,
+    ContactRefusal.UNPROVEN_NUMBER: ReplyKind.PHONE_UNPROVEN,
 }
 """The voter is always told why; never a silent refusal."""
 
@@ -38,5 +39,9 @@ REFUSAL_TEXTS = {
     ),
     ReplyKind.PHONE_BOUND_ELSEWHERE: N_(
         "This number is already verified with another account. A number can vote only once."
+    ),
+    ReplyKind.PHONE_UNPROVEN: N_(
+        "This vote takes only numbers your messenger can prove are yours, and this one cannot. "
+        "Please vote through the vote's Telegram bot."
     ),
 }

@@ -101,6 +101,8 @@ def reply(
         )
     if kind is ReplyKind.PHONE_REFUSED:
         return say(_("Sorry: only phone numbers of the countries this vote is for can take part."))
+    if kind is ReplyKind.PHONE_UNPROVEN:  # sharing again cannot help: no keyboard
+        return say(_(REFUSAL_TEXTS[kind]))
     if kind is ReplyKind.PHONE_OTHER_NUMBER:  # the first number still votes: offer the options
         return say(_(REFUSAL_TEXTS[kind]), Keyboard.OPTIONS)
     if kind in REFUSAL_TEXTS:  # the voter may still share their own number

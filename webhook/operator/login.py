@@ -28,7 +28,7 @@ def login() -> Any:
 
 @bp.post("/login")
 def login_post() -> Any:
-    """Check an account's name and token (throttled on failures) and start a session."""
+    """Check an account's name and token (every attempt counted in the throttle) and start a session."""
     rt = runtime()
     name = (request.form.get("name") or "").strip()
     token = (request.form.get("token") or "").strip()
@@ -37,14 +37,14 @@ def login_post() -> Any:
     if not (name == accounts.BOOTSTRAP or accounts.valid_name(name)):
         return _page("Enter your operator name (up to 40 characters).", 400, name)
     try:
-        throttle.check("login")
+        throttle.attempt("login")
     except throttle.Throttled as exc:
         page = _page(f"Too many failed logins: try again in {exc.retry_after_s} s.", 429, name)
         page.headers["Retry-After"] = str(exc.retry_after_s)
         return page
     account = accounts.verify_login(rt.redis, name, token, rt.config.operator_token)
     if account is None:
-        throttle.failed("login")
+        throttle.refused("login")
         return _page("Wrong operator name or token.", 401, name)
     response = redirect(_next_url(), code=303)
     if not sessions.start(response, who=account.name, account=account.id, record=account.record):

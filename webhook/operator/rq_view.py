@@ -8,7 +8,7 @@ from flask import Flask, Response, abort, redirect, request, url_for
 
 from webhook.http_errors import error_response
 from webhook.operator.auth import bearer_operator, unauthorised
-from webhook.operator.sessions import operator_name, same_origin
+from webhook.operator.sessions import SAFE_METHODS, operator_name, same_origin
 from webhook.runtime import EXTENSION, Runtime, runtime
 
 INSTANCE_LABEL = "the service's Redis"
@@ -31,6 +31,8 @@ def mount_rq_dashboard(app: Flask) -> None:
     # the hooks are attached to this app rather than to the blueprint object.
     def _guard_rq_dashboard() -> Any:
         if bearer_operator() is not None:
+            if request.method not in SAFE_METHODS:  # a token reads; emptying a queue needs a login
+                return error_response(403, "a token only reads: log in to the dashboard to change")
             return None
         if not operator_name():
             if request.method == "GET" and not request.path.endswith(".json"):

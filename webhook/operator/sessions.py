@@ -32,6 +32,10 @@ SESSION_COOKIE = "vv_dashboard"
 LOGIN_CSRF_COOKIE = "vv_login_csrf"
 INSECURE_COOKIE_ENV = "DASHBOARD_INSECURE_COOKIE"
 """Set to 1 to send the session cookie over plain http (a local run without TLS)."""
+SAFE_METHODS = ("GET", "HEAD")
+"""What a Bearer token may do: read."""
+SESSION_ONLY_ENDPOINTS = frozenset({"dashboard.export"})
+"""Reads that still need a logged-in operator: downloads of the ledger and the receipts."""
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 BOOTSTRAP_MARK_MESSAGE = b"viber-vote bootstrap login v1"
@@ -148,12 +152,19 @@ def page_login_required(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def api_auth_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """401 unless a session or a Bearer token; a session's POST needs its CSRF token too."""
+    """401 unless a session or a Bearer token; a session's POST needs its CSRF token too.
+
+    A Bearer token only reads (GET): tokens live in scrapers' and scripts' configuration, so one
+    that leaks must not close a poll or export the receipts; changes and exports need a logged-in
+    operator (or the CLI, on a host with the service's settings).
+    """
 
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         by_token = bearer_operator()
         if by_token is not None:
+            if request.method not in SAFE_METHODS or request.endpoint in SESSION_ONLY_ENDPOINTS:
+                return error_response(403, "a token only reads: log in to the dashboard to change or export")
             return view(*args, who=by_token, **kwargs)
         who = operator_name()
         if not who:

@@ -98,6 +98,24 @@ def check(kind: str) -> None:
             raise Throttled(kind, max(1, math.ceil(reset_at - time.time())))
 
 
+def attempt(kind: str) -> None:
+    """Count an attempt before its token is checked; raise Throttled past the limit.
+
+    Counting first (not after a failure) keeps a burst of simultaneous attempts from one client
+    within the limit: the logins, where a success costs a slot too (humans log in rarely).
+    """
+    limiter: MovingWindowRateLimiter = current_app.extensions[EXTENSION]
+    for item, identifiers in _windows(kind):
+        if not limiter.hit(item, *identifiers):
+            reset_at = limiter.get_window_stats(item, *identifiers).reset_time
+            raise Throttled(kind, max(1, math.ceil(reset_at - time.time())))
+
+
+def refused(kind: str) -> None:
+    """Log a refused attempt (already counted by attempt())."""
+    log.warning("operator %s refused (wrong name or token); client %s", kind, client()[:8])
+
+
 def failed(kind: str) -> None:
     """Count one failure of this kind, for this client and in total."""
     limiter: MovingWindowRateLimiter = current_app.extensions[EXTENSION]

@@ -12,6 +12,7 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
+    AiogramError,
     TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
@@ -62,6 +63,8 @@ class TelegramSender:
             return SendResult(SendStatus.RETRY, f"telegram {type(exc).__name__}")
         except TelegramAPIError as exc:
             return SendResult(SendStatus.DEAD, f"telegram {type(exc).__name__}")
+        except AiogramError as exc:  # e.g. ClientDecodeError: an HTML 502 from Telegram's front
+            return SendResult(SendStatus.RETRY, f"telegram {type(exc).__name__}")
         except ValueError:
             return SendResult(SendStatus.DEAD, "not a Telegram chat id")
         return SendResult(SendStatus.SENT, "ok")

@@ -7,6 +7,7 @@ acknowledged and left alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from aiogram.types import CallbackQuery, Update
 from aiogram.types import Message as TelegramMessage
@@ -90,7 +91,7 @@ def _message(update_id: int, message: TelegramMessage) -> Parsed:
     if user is None or user.is_bot or message.chat.type != "private":
         return Ignored("not a person in a private chat")
     sender = _sender(user.id, user.language_code)
-    sent_at = int(message.date.timestamp())
+    sent_at = _unix_time(message.date)
     text = message.text
     if text is not None and (text == START or text.startswith(START + " ")):
         payload = text[len(START) :].strip()[:MAX_PAYLOAD_CHARS] or None
@@ -104,6 +105,16 @@ def _message(update_id: int, message: TelegramMessage) -> Parsed:
     elif text is None:
         return Ignored("neither text nor contact")
     return Written(Message(sender=sender, token=update_id, text=text, contact=contact), sent_at)
+
+
+def _unix_time(date: datetime) -> int:
+    """A message's date as Unix seconds; Telegram sends Unix time, so a date without a zone is not its."""
+    if date.tzinfo is None:
+        raise BadCallback("a message date without a time zone")
+    try:
+        return int(date.timestamp())
+    except (OverflowError, OSError, ValueError):
+        raise BadCallback("a message date out of range") from None
 
 
 def _tap(update_id: int, query: CallbackQuery) -> Parsed:

@@ -28,7 +28,8 @@ bp = Blueprint("telegram_webhook", __name__)
 CHANNEL = "telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 REDELIVERY_S = 24 * 3600
-"""Telegram keeps an update it could not deliver for 24 hours: an update_id is remembered that long."""
+"""Telegram keeps an update it could not deliver for 24 hours: a message that old is still taken (the
+secret token, not the age, keeps strangers out) and its update_id is remembered that long, plus a margin."""
 SEEN_MARGIN_S = 3600
 
 
@@ -48,7 +49,7 @@ def receive() -> Any:
         telemetry.rejected(CHANNEL, "bad_request")
         raise
     now = time.time()
-    if isinstance(parsed, Opened | Written) and now - parsed.sent_at > rt.config.max_callback_age_s:
+    if isinstance(parsed, Opened | Written) and now - parsed.sent_at > REDELIVERY_S:
         telemetry.rejected(CHANNEL, "stale")
         return _ok({})
     conversation = rt.conversation(CHANNEL, seen_ttl_s=REDELIVERY_S + SEEN_MARGIN_S)
