@@ -19,7 +19,7 @@ DEFAULT_TELEGRAM_MESSAGES_PER_S = 25
 """Under Telegram's ~30 messages a second, leaving room for the webhook's own answers."""
 TELEGRAM_TOKEN = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{20,}$")
 TELEGRAM_SECRET = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
-"""The Bot API allows 1-256 characters of these; fewer than 16 would be guessable."""
+"""The Bot API allows 1-256 characters of these; the secret-strength check asks 24 at least."""
 TELEGRAM_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 """Largest webhook body accepted, in bytes; Viber's own API limit is 30 KB."""

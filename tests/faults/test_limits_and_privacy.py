@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 
 from redis import Redis
 
 from tests.conftest import (
     BOT_TOKEN,
     OPERATOR_TOKEN,
+    TELEGRAM_SECRET,
+    TELEGRAM_TOKEN,
     VOTER_ID_SECRET,
     message_event,
     opened,
@@ -17,9 +20,12 @@ from tests.conftest import (
     post_live,
 )
 from tests.faults.conftest import pipeline_idle, wait_until
+from tests.support.fake_telegram import FakeTelegram
 from tests.support.fake_viber import FakeViber
 from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack
+from tests.support.telegram_chat import SECRET_HEADER, message_update, tap_update
+from tests.support.telegram_chat import contact as telegram_contact
 from webhook.channels.base import ChannelSender
 from webhook.channels.viber import ViberSender
 from webhook.channels.viber.client import AsyncViberClient
@@ -92,11 +98,22 @@ def redis_dump(redis: Redis) -> bytes:
     return b"\n".join(dump)
 
 
+def post_telegram(stack: Stack, update: dict) -> int:
+    """POST a Telegram update with the webhook secret to the running web process; the status."""
+    request = urllib.request.Request(
+        f"{stack.base_url}/telegram/webhook",
+        data=json.dumps(update).encode(),
+        headers={SECRET_HEADER: TELEGRAM_SECRET, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status
+
+
 def test_no_id_phone_or_token_in_redis_its_files_or_logs(
-    aof_stack: Stack, aof_redis: RedisServer, fake_viber: FakeViber
+    aof_stack: Stack, aof_redis: RedisServer, fake_viber: FakeViber, fake_telegram: FakeTelegram
 ):
-    """After votes, a phone verification, replies and a dead letter: Redis, its append-only file
-    and every log hold only keyed hashes and sealed ids."""
+    """After votes in both messengers, phone verifications, replies and a dead letter: Redis, its
+    append-only file and every log hold only keyed hashes and sealed ids."""
     stack, redis = aof_stack, aof_redis.client(socket_timeout=5)
     voters = [f"privacy-voter-{i:03d}" for i in range(20)]
     for voter in voters:
@@ -108,6 +125,13 @@ def test_no_id_phone_or_token_in_redis_its_files_or_logs(
     contact["message"] = {"type": "contact", "contact": {"phone_number": phone}, "tracking_data": "phone"}
     assert post_live(stack, contact)[0] == 200
     assert post_live(stack, message_event(phone_user, "yes", tracking_data="phone"))[0] == 200
+    telegram_user, telegram_phone = 9876543210123, "375447654321"
+    for update in (
+        message_update(telegram_user, **telegram_contact(telegram_phone, telegram_user)),
+        tap_update(telegram_user, "phone:0"),
+    ):
+        assert post_telegram(stack, update) == 200
+    fake_telegram.wait_for_messages(2, timeout_s=20)
     fake_viber.wait_for_messages(len(voters) + 4, timeout_s=20)
     wait_until(lambda: pipeline_idle(redis), 20, "the pipeline to drain")
     fake_viber.fail_next(1, viber_status=3)
@@ -123,10 +147,11 @@ def test_no_id_phone_or_token_in_redis_its_files_or_logs(
     everything = b"\n".join([redis_dump(redis), on_disk, logs])
     assert b"privacy-voter" in b"".join(str(m).encode() for m in fake_viber.sent_messages())
     secrets = [*voters, "privacy-dead-letter", phone_user, phone, phone[1:], BOT_TOKEN, OPERATOR_TOKEN]
+    secrets += [str(telegram_user), telegram_phone, TELEGRAM_TOKEN, TELEGRAM_SECRET]
     leaked = [s for s in [*secrets, VOTER_ID_SECRET] if s.encode() in everything]
     assert leaked == [], f"found in Redis, its files or logs: {leaked}"
     assert SEAL_PREFIX.encode() in on_disk
-    assert redis.hgetall(keys.counts("phone")) == {b"yes": b"1"}
+    assert redis.hgetall(keys.counts("phone")) == {b"yes": b"2"}
     [dead] = redis.lrange(keys.OUTBOX_DEAD, 0, -1)
     assert opened(json.loads(dead)["receiver"]) == "privacy-dead-letter"
     redis.close()

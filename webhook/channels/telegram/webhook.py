@@ -15,7 +15,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from webhook import telemetry
 from webhook.channels.telegram import render
-from webhook.channels.telegram.updates import Ignored, Opened, Tapped, Written, parse_update
+from webhook.channels.telegram.updates import Opened, Tapped, Written, parse_update
 from webhook.core import texts
 from webhook.core.conversation import Handled, Message
 from webhook.core.errors import BadCallback
@@ -65,9 +65,7 @@ def receive() -> Any:
         handled = conversation.receive(_chosen(rt, parsed), now)
         _count(handled)
         return _ok(_answer_tap(parsed, handled))
-    elif isinstance(parsed, Ignored):
-        pass
-    return _ok({})
+    return _ok({})  # Ignored: acknowledged, nothing to do
 
 
 def _chosen(rt: Runtime, tap: Tapped) -> Message:
