@@ -182,7 +182,7 @@ class Demo:
     def play(self) -> bool:
         """Play the whole demo; True when every point was shown."""
         account_poll = self.polls.current(time.time())
-        phone_poll = self.polls.current(time.time(), require_phone=True)
+        phone_poll = next((p for p in self.polls.polls if p.require_phone), None)
         before = {p.id: self.results(p.id) for p in (account_poll, phone_poll) if p is not None}
         kept = ", ".join(f"{sum(votes.values())} in {poll_id}" for poll_id, votes in before.items())
         print(f"\n=== the demo (run {self.run}): votes kept from earlier runs: {kept} ===", file=self.out)

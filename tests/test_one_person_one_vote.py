@@ -204,7 +204,8 @@ def test_no_interleaving_gives_more_votes_than_people(chat, rt, redis: Redis, fa
         v for v in voters if any("is counted" in m["text"] for m in fake_viber.messages_to(v.user_id))
     ]
     accounts = [voter_key(VOTER_ID_SECRET, IdentityKind.VIBER, v.user_id) for v in voters]
-    bound = {a: rt.ballot_box.phone_of("viber", a) for a in accounts}
+    bindings = {a: rt.ballot_box.phone_of("viber", a) for a in accounts}
+    bound = {a: binding.phone if binding else None for a, binding in bindings.items()}
     bound_accounts = [a for a, phone in bound.items() if phone is not None]
     bound_numbers = {phone for phone in bound.values() if phone is not None}
     votes = total(rt)

@@ -24,7 +24,7 @@ from tests.support.redis_ha import RedisHA
 from tests.support.redis_server import free_port
 from webhook import create_app
 from webhook.config import Config
-from webhook.core.ballot_box import BallotBox, BindOutcome, CastOutcome
+from webhook.core.ballot_box import BallotBox, Binding, BindOutcome, CastOutcome, Proof
 from webhook.core.identity import IdentityKind, voter_key
 from webhook.core.polls import PollStatus
 from webhook.runtime import EXTENSION, Runtime
@@ -142,7 +142,7 @@ def test_unconfirmed_binding_is_refused_until_a_replica_has_it(ha: RedisHA, env:
     """A phone binding is for good, so it too waits for a replica, and so does every retry of it."""
     first, second = runtime_of(env), runtime_of(env)
     account = voter_key(VOTER_ID_SECRET, IdentityKind.VIBER, "binder")
-    phone = voter_key(VOTER_ID_SECRET, IdentityKind.PHONE, "+375291234567")
+    phone = Binding(voter_key(VOTER_ID_SECRET, IdentityKind.PHONE, "+375291234567"), "BY", Proof.COUNTRY)
     with replicas_frozen(ha):
         with pytest.raises(NotReplicated):
             first.ballot_box.bind_phone("viber", account, phone)
@@ -150,7 +150,7 @@ def test_unconfirmed_binding_is_refused_until_a_replica_has_it(ha: RedisHA, env:
             second.ballot_box.bind_phone("viber", account, phone)
     assert second.ballot_box.bind_phone("viber", account, phone) is BindOutcome.SAME
     with ha.replicas()[0].client() as replica:
-        assert replica.hget(keys.account_binding("viber", account), keys.field(account)) == phone
+        assert replica.hget(keys.account_binding("viber", account), keys.field(account)) == phone.stored()
 
 
 def test_closing_a_poll_waits_for_a_replica(ha: RedisHA, env: dict[str, str]) -> None:
@@ -225,7 +225,7 @@ def test_scripts_are_loaded_again_on_a_primary_that_lacks_them(ha: RedisHA, env:
     app = create_app(env)
     client = app.test_client()
     account = voter_key(VOTER_ID_SECRET, IdentityKind.VIBER, "noscript")
-    phone = voter_key(VOTER_ID_SECRET, IdentityKind.PHONE, "+375291234500")
+    phone = Binding(voter_key(VOTER_ID_SECRET, IdentityKind.PHONE, "+375291234500"), "BY", Proof.COUNTRY)
     steps: dict[str, Any] = {
         "cast (with WAIT)": lambda: cast(rt, vote("noscript-1")),
         "reply (web)": lambda: post_callback(client, message_event("noscript-2", "hello")).status_code,
@@ -277,13 +277,14 @@ def test_every_outcome_of_an_acknowledged_step_writes(rt: Runtime, redis: Redis)
         voter_key(VOTER_ID_SECRET, IdentityKind.VIBER, user) for user in ("w-account", "w-third", "w-legacy")
     )
     phone, phone2 = (
-        voter_key(VOTER_ID_SECRET, IdentityKind.PHONE, n) for n in ("+375291110000", "+375291110001")
+        Binding(voter_key(VOTER_ID_SECRET, IdentityKind.PHONE, n), "BY", Proof.COUNTRY)
+        for n in ("+375291110000", "+375291110001")
     )
-    redis.set(keys.legacy_phone_link(legacy), phone2)
+    redis.set(keys.legacy_phone_link(legacy), phone2.phone)
 
     def adopted() -> str:
         """Take an older version's phone link as the account's binding (the script's "adopt")."""
-        return "same" if box.phone_of("viber", legacy) == phone2 else "not adopted"
+        return "same" if box.phone_of("viber", legacy) == Binding(phone2.phone) else "not adopted"
 
     steps = {
         "accepted": lambda: box.cast(main, vote("w-1"), message_token=1),
