@@ -3,8 +3,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_PROCESSES ?= 2
+# Test processes (pytest-xdist, a file each at a time): most tests wait on the processes they start,
+# so two keep both cores busy; `make test TEST_PROCESSES=0` runs them in this process, one by one.
 
-.PHONY: chromium nginx run run-ha test lint format bench bench-memory bench-distant bench-wait translations clean
+.PHONY: chromium nginx run run-ha test lint format bench bench-profile bench-sustained bench-memory bench-distant bench-wait translations clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,7 +43,7 @@ test: $(STAMP) chromium nginx  ## Lint, then every test against a throwaway redi
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check . && $(VENV)/bin/ruff check .
@@ -50,6 +53,12 @@ format: $(STAMP)
 
 bench: $(STAMP)  ## Throughput benchmark against baselines; writes BENCHMARKS.md
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-profile: $(STAMP)  ## One vote's web CPU by function (cProfile): the service vs the minimal vote path
+	$(PY) -m bench.profile $(BENCH_ARGS)
+
+bench-sustained: $(STAMP)  ## A steady 500 callbacks/s for 10 minutes, memory sampled; writes BENCHMARKS.md
+	$(PY) -m bench.sustained $(BENCH_ARGS)
 
 bench-memory: $(STAMP)  ## Redis bytes per vote for 1,000,000 votes
 	$(PY) -m bench.memory $(BENCH_ARGS)

@@ -8,15 +8,25 @@
   work horse does not import Flask and the service again for every job).
 - create_sync_reply_app(): viberbot's sample-bot style, the reply POSTed to Viber inside the
   webhook request before answering; `gunicorn 'bench.baselines:create_sync_reply_app()'`.
+- create_minimal_app(variant): the minimal vote path, what a vote cannot do without (read the body,
+  check its HMAC in constant time, json.loads, one keyed hash of the sender, one Lua call that claims
+  the voter with HSETNX and appends the vote with XADD, answer 200), and the same stripped further
+  to locate the unavoidable cost: "no-stream" (HSETNX only), "no-redis" (no Redis call);
+  `gunicorn 'bench.baselines:create_minimal_app("full")'`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import os
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from flask import Flask, Response, jsonify, request
+from redis import Redis
 from rq import Queue, get_current_job
 
 from webhook.channels.viber import signature
@@ -49,6 +59,40 @@ def floor_webhook() -> tuple[str, int, dict[str, str]]:
 def floor_healthz() -> tuple[str, int]:
     """The process is up."""
     return "ok", 200
+
+
+MINIMAL_CLAIM = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+if ARGV[4] == '1' then redis.call('XADD', KEYS[2], '*', 'v', ARGV[1], 'o', ARGV[3]) end
+return 1
+"""
+"""The minimal path's one Lua call: claim the voter, append the vote (ARGV[4] == '0' skips it)."""
+
+MinimalVariant = Literal["full", "no-stream", "no-redis"]
+
+
+def create_minimal_app(variant: MinimalVariant = "full") -> Flask:
+    """The minimal vote path (see the module's docstring), on VIBER_AUTH_TOKEN, VOTER_ID_SECRET, REDIS_URL."""
+    token, secret = os.environ["VIBER_AUTH_TOKEN"].encode(), os.environ["VOTER_ID_SECRET"].encode()
+    claim = Redis.from_url(os.environ["REDIS_URL"]).register_script(MINIMAL_CLAIM)
+    stream = "1" if variant == "full" else "0"
+    app = Flask(__name__)
+
+    @app.post("/viber/webhook")
+    def minimal_vote() -> tuple[str, int, dict[str, str]]:
+        body = request.get_data()
+        mac = hmac.new(token, body, hashlib.sha256).hexdigest().encode()
+        if not hmac.compare_digest(mac, request.headers.get(signature.HEADER, "").encode()):
+            return "", 403, {}
+        event = json.loads(body)
+        voter = hmac.new(secret, event["sender"]["id"].encode(), hashlib.sha256).digest()[:12]
+        if variant != "no-redis":
+            bucket, tag = f"vv:minimal:voters:{voter[:2].hex()}", event["message_token"] % 4096
+            claim(keys=[bucket, "vv:minimal:votes"], args=[voter[2:], tag, event["message"]["text"], stream])
+        return "{}", 200, {"Content-Type": "application/json"}
+
+    app.add_url_rule("/healthz", "healthz", floor_healthz)
+    return app
 
 
 def naive_count_vote(poll_id: str, voter_hex: str, option_index: int, option_id: str, at: int) -> bool:

@@ -1,11 +1,14 @@
 """`python -m bench.run` (make bench): throughput and latency of the vote pipeline and its baselines.
 
-Phases, each on fresh processes: (1) the framework floor (bench.baselines:floor_app); (2) the
-full pipeline, as fast as possible, N voters plus duplicates and retries, until every vote is
-counted and confirmed; (1') the floor again, so a machine that sped up or slowed down during the
-run shows, and the ratios use the faster floor; (3) the pipeline again at a fixed offered rate,
-for latencies; (4) the naive design (one forking RQ job per vote); (5) the sample-bot style
-(reply inside the request).
+Phases, each on fresh processes and a fresh redis-server: (1) the minimal vote path
+(bench.baselines:create_minimal_app, the same transaction done by hand); (2) the full pipeline, as
+fast as possible, N voters plus duplicates and retries, until every vote is counted and confirmed;
+(1') the minimal path again, so a machine that sped up or slowed down during the run shows, and
+the ratios use the faster; (1'') the minimal path stripped further (no stream write, no Redis) and
+the framework floor (bench.baselines:floor_app), to locate the unavoidable cost; (3) the pipeline
+again at a steady offered rate, for latencies; (4) the naive design (one forking RQ job per vote);
+(5) the sample-bot style (reply inside the request). The minimal path runs the pipeline's own plan
+(the same voters, duplicates and retries, signed the same way) through the same load generator.
 Correctness checks are printed PASS/FAIL, figures against their targets, and BENCHMARKS.md is
 written with the machine's description.
 """
@@ -26,8 +29,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,8 +67,11 @@ SETUP = "loadgen start-up"
 CONFIRM_TEXT = re.compile(r"your vote \((.*)\) is counted")
 ALREADY_TEXT = "already voted"
 
-TARGET_INTAKE_VS_FLOOR = 0.8
-TARGET_E2E_VS_FLOOR = 0.4
+TARGET_INTAKE_VS_MINIMAL = 0.8
+TARGET_E2E_VS_MINIMAL = 0.6
+TARGET_CPU_VS_MINIMAL = 1.3
+SERVICE_PROCESSES = ("web", "tally", "send", "clock", "redis")
+"""The processes whose CPU a vote costs the service (the load generator and fake Viber are not)."""
 TARGET_E2E_VS_NAIVE = 10.0
 TARGET_INTAKE_VS_SYNC = 20.0
 TARGET_WEBHOOK_P99_S = 0.050
@@ -394,7 +400,13 @@ class Monitor(threading.Thread):
                 self.other_messages += 1
 
 
-def measure_pipeline(settings: Settings, name: str, voters: int, rate: float | None = None) -> PipelineRun:
+Watch = Callable[[Stack, RedisServer, Redis], AbstractContextManager[object]]
+"""Something that watches a pipeline run from the first callback until drained (bench.sustained)."""
+
+
+def measure_pipeline(
+    settings: Settings, name: str, voters: int, rate: float | None = None, watch: Watch | None = None
+) -> PipelineRun:
     """Run the Procfile stack against a plan of N voters; wait until drained; check the outcome."""
     plan = Plan(voters, settings.duplicate_share, settings.retry_share, seed=voters)
     poll = load_polls(DEFAULT_POLL_FILE).polls[0]
@@ -414,10 +426,11 @@ def measure_pipeline(settings: Settings, name: str, voters: int, rate: float | N
             before: dict[str, float] = {}
             monitor.start()
             try:
-                load = loadgen.run(plan, target, on_start=lambda: before.update(cpu_snapshot(stack, server)))
-                monitor.load_done.set()
-                mid = cpu_snapshot(stack, server)
-                monitor.join()
+                with watch(stack, server, redis) if watch else nullcontext():
+                    load = loadgen.run(plan, target, lambda: before.update(cpu_snapshot(stack, server)))
+                    monitor.load_done.set()
+                    mid = cpu_snapshot(stack, server)
+                    monitor.join()
             finally:
                 monitor.stopping.set()
             after = cpu_snapshot(stack, server)
@@ -540,6 +553,50 @@ def measure_floor(settings: Settings, requests: int, phase: str) -> tuple[LoadRe
     return load, cpu_used(before, after, load)
 
 
+@dataclass
+class MinimalRun:
+    """One run of the minimal vote path (or a variant stripped further): its load and CPU."""
+
+    variant: str
+    plan: Plan
+    load: LoadResult
+    cpu_s: dict[str, float]
+
+    @property
+    def cpu_us_per_vote(self) -> float:
+        """Web and Redis CPU per distinct voter (the pipeline's denominator: one confirmed vote each)."""
+        return 1e6 * (self.cpu_s.get("web", 0.0) + self.cpu_s.get("redis", 0.0)) / self.plan.voters
+
+
+def measure_minimal(settings: Settings, voters: int, variant: str, phase: str) -> MinimalRun:
+    """The minimal vote path under the same gunicorn line, Redis fsync policy, plan and load generator."""
+    plan = Plan(voters, settings.duplicate_share, settings.retry_share, seed=voters)
+    directory = phase_dir(settings, f"minimal-{variant}-{phase}")
+    commands = {"web": f"gunicorn 'bench.baselines:create_minimal_app(\"{variant}\")'"}
+    with redis_for(settings, directory / "redis") as server:
+        environ = deployment_env(settings, server.url, "http://127.0.0.1:1")
+        with running_stack(environ, directory / "logs", commands) as stack:
+            settings.say(f"minimal vote path, {variant} ({phase}): {len(plan.items())} callbacks")
+            target = Target(
+                stack.base_url + WEBHOOK_PATH, BOT_TOKEN, settings.processes, settings.connections
+            )
+            before: dict[str, float] = {}
+            load = loadgen.run(plan, target, lambda: before.update(cpu_snapshot(stack, server)))
+            after = cpu_snapshot(stack, server)
+    run = MinimalRun(variant, plan, load, cpu_used(before, after, load))
+    settings.say(f"  {load.rate:,.0f} callbacks/s, {run.cpu_us_per_vote:,.0f} µs web + Redis CPU per vote")
+    return run
+
+
+STRIPPED = {"no-stream": "no stream write (HSETNX only)", "no-redis": "no Redis call"}
+"""The minimal path's variants stripped further, and how the report names them."""
+
+
+def service_cpu_us_per_vote(run: PipelineRun) -> float:
+    """The service's CPU (web, workers, clock, Redis) from the first callback until drained, per vote."""
+    return 1e6 * sum(run.cpu_s.get(name, 0.0) for name in SERVICE_PROCESSES) / run.plan.voters
+
+
 def measure_naive(settings: Settings, votes: int, workers: int) -> NaiveRun:
     """Votes per second the naive design counts: one job per vote, RQ's forking worker."""
     directory = phase_dir(settings, "naive")
@@ -619,18 +676,31 @@ def _at_most(name: str, value: float | None, limit: float, unit: str = "s", scal
 def figures(
     main: PipelineRun,
     paced: PipelineRun | None,
+    minimal: MinimalRun | None,
+    stripped: list[MinimalRun],
     floor: tuple[LoadResult, dict[str, float]] | None,
     naive: NaiveRun | None,
     sync: LoadResult | None,
     rate: float,
 ) -> list[Figure]:
     """Every figure of the run, with targets and ratios where the issue sets them."""
-    floor_rate = floor[0].rate if floor else None
+    minimal_rate = minimal.load.rate if minimal else None
     naive_rate = naive.end_to_end_rate if naive else None
     sync_rate = sync.rate if sync else None
-    web_ms = 1000 * main.cpu_s.get("web", 0.0) / max(1, main.load.count)
+    service_us = service_cpu_us_per_vote(main)
     rows = [
-        Figure("framework floor (Flask 200), requests/s", _rate(floor_rate, "/s")),
+        Figure(
+            "minimal vote path (HMAC, json, keyed hash, HSETNX + XADD), callbacks/s",
+            _rate(minimal_rate, "/s"),
+        )
+    ]
+    for run in stripped:
+        rows.append(Figure(f"minimal path, {STRIPPED[run.variant]}, callbacks/s", _rate(run.load.rate, "/s")))
+    if floor is not None:
+        rows.append(
+            Figure("framework floor (Flask 200, reads nothing), requests/s", _rate(floor[0].rate, "/s"))
+        )
+    rows += [
         Figure("naive design (RQ job per vote), votes counted/s", _rate(naive_rate, "/s")),
         Figure("sample-bot style (reply in request), callbacks/s", _rate(sync_rate, "/s")),
         Figure("intake, callbacks/s", _rate(main.load.rate, "/s")),
@@ -638,14 +708,36 @@ def figures(
         Figure(
             f"end-to-end, {main.plan.voters:,} votes counted + confirmed/s", _rate(main.end_to_end_rate, "/s")
         ),
-        Figure("web CPU per callback", f"{web_ms:.2f} ms"),
+        _vs("intake vs minimal vote path", main.load.rate, minimal_rate, TARGET_INTAKE_VS_MINIMAL, "minimal"),
+        _vs(
+            "end-to-end vs minimal vote path",
+            main.end_to_end_rate,
+            minimal_rate,
+            TARGET_E2E_VS_MINIMAL,
+            "minimal",
+        ),
     ]
-    if floor is not None:
-        floor_ms = 1000 * floor[1].get("web", 0.0) / max(1, floor[0].count)
-        rows.append(Figure("web CPU per request of the floor", f"{floor_ms:.2f} ms"))
+    for run in [*([minimal] if minimal else []), *stripped]:
+        name = "minimal path" if run is minimal else f"minimal path, {STRIPPED[run.variant]}"
+        rows.append(Figure(f"CPU per vote, {name} (web + Redis)", f"{run.cpu_us_per_vote:,.0f} µs"))
+    rows.append(
+        Figure(
+            "CPU per confirmed vote, service (web + tally + send + clock + Redis)", f"{service_us:,.0f} µs"
+        )
+    )
+    if minimal is not None:
+        ratio = service_us / minimal.cpu_us_per_vote
+        target = f"≤ {TARGET_CPU_VS_MINIMAL:g} × minimal"
+        rows.append(
+            Figure(
+                "service CPU vs minimal path CPU, per vote",
+                f"{ratio:.2f} ×",
+                target,
+                ratio,
+                ratio <= TARGET_CPU_VS_MINIMAL,
+            )
+        )
     rows += [
-        _vs("intake vs floor", main.load.rate, floor_rate, TARGET_INTAKE_VS_FLOOR, "floor"),
-        _vs("end-to-end vs floor", main.end_to_end_rate, floor_rate, TARGET_E2E_VS_FLOOR, "floor"),
         _vs("end-to-end vs naive", main.end_to_end_rate, naive_rate, TARGET_E2E_VS_NAIVE, "naive"),
         _vs("intake vs sample-bot style", main.load.rate, sync_rate, TARGET_INTAKE_VS_SYNC, "sample bot"),
     ]
@@ -665,21 +757,26 @@ def figures(
             Figure(f"vote-to-confirmation p50 {offered}", f"{percentile(paced.confirm_latency_s, 50):.2f} s"),
             _at_most(f"vote-to-confirmation p99 {offered}", confirm_p99, TARGET_CONFIRM_P99_S),
             _at_most(f"drained after the last callback {offered}", paced.drain_s, TARGET_DRAIN_S),
+            Figure(f"CPU per confirmed vote {offered}", f"{service_cpu_us_per_vote(paced):,.0f} µs"),
         ]
     return rows
 
 
 def baseline_checks(
-    floors: Mapping[str, tuple[LoadResult, dict[str, float]]],
+    minimals: Mapping[str, MinimalRun],
+    floor: tuple[LoadResult, dict[str, float]] | None,
     naive: NaiveRun | None,
     sync: tuple[LoadResult, int] | None,
 ) -> list[Check]:
     """The baselines did what they are meant to, so their figures mean something."""
     checks = []
-    for phase, floor in floors.items():
-        statuses = floor[0].statuses()
-        name = f"floor ({phase} the pipeline): every request answered 200"
+    for phase, run in minimals.items():
+        statuses = run.load.statuses()
+        name = f"minimal path, {run.variant} ({phase}): every callback answered 200"
         checks.append(Check(name, set(statuses) == {200}, str(dict(statuses))))
+    if floor is not None:
+        statuses = floor[0].statuses()
+        checks.append(Check("floor: every request answered 200", set(statuses) == {200}, str(dict(statuses))))
     if naive is not None:
         statuses = naive.load.statuses()
         checks.append(
@@ -886,8 +983,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--votes", type=int, default=100_000, help="distinct voters in the full run")
-    parser.add_argument("--rate", type=float, default=1000.0, help="offered callbacks/s of the latency run")
-    parser.add_argument("--rate-seconds", type=float, default=10.0, help="length of the latency run")
+    parser.add_argument("--rate", type=float, default=500.0, help="offered callbacks/s of the steady run")
+    parser.add_argument("--rate-seconds", type=float, default=20.0, help="length of the steady run")
     parser.add_argument("--floor-requests", type=int, default=20_000)
     parser.add_argument("--naive-votes", type=int, default=2_000)
     parser.add_argument("--naive-workers", type=int, default=2, help="forking RQ workers (ours: tally+send)")
@@ -895,7 +992,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duplicates", type=float, default=0.05, help="share of voters who vote again")
     parser.add_argument("--retries", type=float, default=0.05, help="share of callbacks Viber resends")
     parser.add_argument("--no-aof", action="store_true", help="Redis without the append-only file")
-    parser.add_argument("--no-baselines", action="store_true", help="skip floor, naive and sample-bot runs")
+    parser.add_argument(
+        "--no-baselines", action="store_true", help="skip minimal, floor, naive, sample-bot runs"
+    )
     parser.add_argument("--no-rate", action="store_true", help="skip the fixed-rate latency run")
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--connections", type=int, default=4, help="connections per generator process")
@@ -925,14 +1024,19 @@ def main(argv: list[str] | None = None) -> int:
         retry_share=args.retries,
         scale={name: int(n) for name, n in (item.split("=", 1) for item in args.scale)},
     )
-    floors: dict[str, tuple[LoadResult, dict[str, float]]] = {}
-    naive = sync = None
+    minimals: dict[str, MinimalRun] = {}
+    floor = naive = sync = None
     if not args.no_baselines:
-        floors["before"] = measure_floor(settings, args.floor_requests, "before")
+        minimals["before"] = measure_minimal(settings, args.votes, "full", "before")
     main_run = measure_pipeline(settings, "pipeline", args.votes)
     if not args.no_baselines:
-        floors["after"] = measure_floor(settings, args.floor_requests, "after")
-    floor = max(floors.values(), key=lambda measured: measured[0].rate) if floors else None
+        minimals["after"] = measure_minimal(settings, args.votes, "full", "after")
+        for variant in STRIPPED:
+            minimals[variant] = measure_minimal(settings, args.votes, variant, "stripped")
+        floor = measure_floor(settings, args.floor_requests, "stripped")
+    fastest = [minimals[phase] for phase in ("before", "after") if phase in minimals]
+    minimal = max(fastest, key=lambda run: run.load.rate) if fastest else None
+    stripped = [minimals[variant] for variant in STRIPPED if variant in minimals]
     runs = [main_run]
     paced = None
     if not args.no_rate:
@@ -943,13 +1047,13 @@ def main(argv: list[str] | None = None) -> int:
         settings.say(f"  {naive.counted} counted, {_rate(naive.end_to_end_rate, 'votes/s')}")
         sync = measure_sync(settings, args.sync_requests)
         settings.say(f"  {sync[0].rate:,.0f} callbacks/s, {sync[1]} replies delivered")
-    extra = baseline_checks(floors, naive, sync)
+    extra = baseline_checks(minimals, floor, naive, sync)
     for check in extra:
         settings.say("  " + check.line())
-    rows = figures(main_run, paced, floor, naive, sync[0] if sync else None, args.rate)
-    if len(floors) == 2:
-        both = " / ".join(f"{measured[0].rate:,.0f}" for measured in floors.values())
-        rows.insert(1, Figure("floor before / after the pipeline (the faster is used)", f"{both} /s"))
+    rows = figures(main_run, paced, minimal, stripped, floor, naive, sync[0] if sync else None, args.rate)
+    if len(fastest) == 2:
+        both = " / ".join(f"{run.load.rate:,.0f}" for run in fastest)
+        rows.insert(1, Figure("minimal path before / after the pipeline (the faster is used)", f"{both} /s"))
     print()
     print(table([f.cells() for f in rows], ["figure", "value", "target", "ratio", "result"]))
     for run in runs:

@@ -41,6 +41,20 @@ TELEGRAM_TOKEN = "123456789:test-telegram-token-0123456789abcdef"
 TELEGRAM_SECRET = "test-telegram-webhook-secret-0123456789"
 FAST_TELEGRAM = {"TELEGRAM_MESSAGES_PER_S": "1000"}
 """The Procfile stacks' Telegram send rate (the fake enforces no limit): a paid-broadcast rate."""
+SEND_AT_FULL_PRIORITY = {"SEND_NICE": "0"}
+"""The tests' stacks share 2 cores with each other (make test runs two at once): a niced send worker
+(SEND_NICE's default, there so intake wins a burst on one host) could then wait seconds for a core,
+longer than a test waits for a reply. tests/test_smoke.py checks the default on its own."""
+SLOW_FIRST = (
+    "test_localstack.py",
+    "test_redis_failover.py",
+    "test_hostile_input.py",
+    "test_end_to_end.py",
+    "test_worker_kill.py",
+    "test_redis_faults.py",
+)
+"""The longest test modules (seconds of `pytest --durations`), started first so that the two test
+processes finish together."""
 POLL_FILE = Path(__file__).parent / "polls.toml"
 _operator_tokens: dict[str, str] = {}
 
@@ -48,6 +62,12 @@ _operator_tokens: dict[str, str] = {}
 # load a .env or .flaskenv found from its working directory up: a developer's, or the one `make run`
 # writes. Tests give every setting explicitly; no file on the machine may add to them.
 os.environ["FLASK_SKIP_DOTENV"] = "1"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest modules first (pytest-xdist hands out whole files, in this order)."""
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +113,7 @@ def environ(redis_server: RedisServer, fake_viber: FakeViber, fake_telegram: Fak
         "VOTER_ID_SECRET": VOTER_ID_SECRET,
         "OPERATOR_TOKEN": OPERATOR_TOKEN,
         "POLL_FILE": str(POLL_FILE),
+        **SEND_AT_FULL_PRIORITY,
     }
 
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+from redis import Redis
+
 from bench import distant
+from bench.baselines import create_minimal_app
 from bench.loadgen import Kind, Plan
 from bench.memory import measure
 from bench.run import Observed, Settings, measure_pipeline, verify, write_section
+from tests.conftest import signed
 
 SMOKE_VOTERS = 300
 MEMORY_VOTES = 20_000
@@ -113,3 +119,22 @@ def test_distant_clients_smoke_run_answers_every_callback(tmp_path: Path) -> Non
     assert result.errors == 0 and result.rate > 0
     assert result.worker_class == "sync"
     assert distant.rows([result])[0][5] == "1.00"
+
+
+def test_minimal_vote_path_claims_each_voter_once_and_queues_the_vote(
+    environ: dict[str, str], redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    plan = Plan(20, duplicate_share=0.5, retry_share=0.5, seed=3)
+    for variant, streamed in (("full", 20), ("no-stream", 0), ("no-redis", 0)):
+        redis.flushdb()
+        client = create_minimal_app(variant).test_client()
+        for voter, option, token, _ in plan.items():
+            body, headers = signed(plan.body(voter, option, token, int(time.time() * 1000)))
+            assert client.post("/viber/webhook", data=body, headers=headers).status_code == 200
+        claims = sum(redis.hlen(key) for key in redis.scan_iter("vv:minimal:voters:*"))
+        assert claims == (0 if variant == "no-redis" else 20), variant
+        assert redis.xlen("vv:minimal:votes") == streamed, variant
+        body, headers = signed(plan.body(0, 0, 1, 0), token="not-the-bot-token-0123456789")
+        assert client.post("/viber/webhook", data=body, headers=headers).status_code == 403

@@ -93,6 +93,15 @@ def test_config_bad_integer_is_refused(raw: str, message: str) -> None:
         Config.from_environ({**ENV, "MAX_BODY_BYTES": raw})
 
 
+def test_config_send_nice_is_a_niceness_or_refused() -> None:
+    """The send worker's niceness defaults to 10, 0 turns it off, and more than 19 is a loud error."""
+    assert Config.from_environ(ENV).send_nice == 10
+    assert Config.from_environ({**ENV, "SEND_NICE": "0"}).send_nice == 0
+    for raw, message in (("20", "must be at most 19"), ("-1", "must be at least 0")):
+        with pytest.raises(ConfigError, match=f"'SEND_NICE' {message}"):
+            Config.from_environ({**ENV, "SEND_NICE": raw})
+
+
 SENTINEL_ENV = {
     "REDIS_SENTINELS": "10.0.0.1:26379, 10.0.0.2:26380,[fd00::3]:26381",
     "REDIS_SENTINEL_MASTER": "viber-vote",

@@ -19,6 +19,7 @@ COMMANDS = {
     "honcho": ("bench/localstack.py", '"honcho"'),
     "ruff": ("Makefile", "/ruff "),
     "import-linter": ("Makefile", "/lint-imports "),
+    "pytest-xdist": ("Makefile", "pytest -q -n "),
 }
 """Dependencies used as a command, never imported: where the project runs each."""
 

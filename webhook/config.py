@@ -28,6 +28,7 @@ DEFAULT_MAX_CALLBACK_AGE_S = 2 * 3600
 DEFAULT_REPLY_RATE_LIMIT = 20
 """Replies one voter can trigger per rate window (a flood of texts gets no more)."""
 DEFAULT_REPLY_RATE_WINDOW_S = 60
+DEFAULT_SEND_NICE = 10
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class Config:
     """The Telegram bot; unset, the service runs no Telegram bot."""
     trust_proxy: bool = False
     """TRUST_PROXY=1: the client address and scheme come from one proxy's X-Forwarded-For/-Proto."""
+    send_nice: int = DEFAULT_SEND_NICE
+    """SEND_NICE: how much the send worker lowers its own CPU priority (0 to 19). On a host it shares
+    with the web processes, confirmations then yield the CPU to intake during a burst and catch up
+    after it (`make bench`); 0 where the send worker has a host of its own."""
 
     @property
     def store(self) -> StoreSettings:
@@ -89,6 +94,7 @@ class Config:
             viber_chat_uri=env.get("VIBER_CHAT_URI", "").strip() or None,
             audit_secret=_secret(env, "AUDIT_SECRET") if env.get("AUDIT_SECRET", "").strip() else None,
             trust_proxy=env.get("TRUST_PROXY", "").strip() == "1",
+            send_nice=_int(env, "SEND_NICE", DEFAULT_SEND_NICE, minimum=0, maximum=19),
         )
 
 
@@ -166,8 +172,10 @@ def _secret(env: Mapping[str, str], key: str) -> str:
     return value
 
 
-def _int(env: Mapping[str, str], key: str, default: int, *, minimum: int = 1) -> int:
-    """Return an optional integer setting of at least minimum (positive by default)."""
+def _int(
+    env: Mapping[str, str], key: str, default: int, *, minimum: int = 1, maximum: int | None = None
+) -> int:
+    """Return an optional integer setting of at least minimum (positive by default), at most maximum."""
     raw = env.get(key, "").strip()
     if not raw:
         return default
@@ -178,6 +186,8 @@ def _int(env: Mapping[str, str], key: str, default: int, *, minimum: int = 1) ->
     if value < minimum:
         least = "positive" if minimum == 1 else f"at least {minimum}"
         raise ConfigError(f"Config '{key}' must be {least}, not {value}.")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"Config '{key}' must be at most {maximum}, not {value}.")
     return value
 
 

@@ -83,6 +83,8 @@ def main(argv: list[str]) -> int:
     if argv[0] == "clock":
         run_clock(rq_level)
     else:
+        if argv[0] == Stage.SEND.value:
+            os.nice(worker_runtime().config.send_nice)  # confirmations yield the CPU to intake
         run_worker(Stage(argv[0]), rq_level)
     return 0
 

@@ -23,7 +23,7 @@ SERVICE_SETTINGS = (
     *("VIBER_AUTH_TOKEN", "VIBER_API_URL", "VIBER_CHAT_URI"),
     *("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "TELEGRAM_API_URL", "TELEGRAM_BOT_USERNAME"),
     *("TELEGRAM_MESSAGES_PER_S", "MAX_BODY_BYTES", "MAX_CALLBACK_AGE_S", "REPLY_RATE_LIMIT"),
-    *("REPLY_RATE_WINDOW_S", "DASHBOARD_INSECURE_COOKIE", "PORT", "HOST", "LOG_LEVEL"),
+    *("REPLY_RATE_WINDOW_S", "DASHBOARD_INSECURE_COOKIE", "PORT", "HOST", "LOG_LEVEL", "SEND_NICE"),
 )
 """Every setting the service's processes read (README, "Configuration"): what a test that must run
 with none set by hand takes out of the environment it inherits."""

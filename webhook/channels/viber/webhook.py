@@ -28,6 +28,8 @@ bp = Blueprint("viber_webhook", __name__)
 CHANNEL = "viber"
 MAX_CLOCK_SKEW_S = 300
 """A callback stamped further in the future than this (seconds) is ignored."""
+EMPTY_OK = ("{}", 200, {"Content-Type": "application/json"})
+"""The answer to a message callback: Viber reads nothing from it (built once, not by jsonify)."""
 SEEN_MARGIN_S = MAX_CLOCK_SKEW_S
 """A callback's token is remembered for as long as the callback is accepted (MAX_CALLBACK_AGE_S),
 plus this: a replay old enough to be forgotten is old enough to be refused as stale."""
@@ -62,7 +64,7 @@ def receive() -> Any:
         handled = conversation.receive(_message(event), now)
         if handled.vote is not None:
             telemetry.VOTES.labels(handled.vote.value).inc()
-    return _ok({})
+    return EMPTY_OK
 
 
 def _sender(voter: Voter) -> Sender:
