@@ -9,6 +9,8 @@ import click
 from flask.cli import ScriptInfo
 
 from webhook import create_app, create_cli_app
+from webhook.channels import registry
+from webhook.runtime import runtime
 
 
 def _imported_by_flask_cli() -> bool:
@@ -17,4 +19,10 @@ def _imported_by_flask_cli() -> bool:
     return context is not None and context.find_object(ScriptInfo) is not None
 
 
-app = create_cli_app() if _imported_by_flask_cli() else create_app()
+if _imported_by_flask_cli():
+    app = create_cli_app()
+else:
+    app = create_app()
+    with app.app_context():
+        for channel in registry.configured(runtime().config):
+            channel.warm()  # in gunicorn's master (preload_app): each worker is forked ready

@@ -194,10 +194,18 @@ def post_callback(client, payload: dict[str, Any] | bytes):  # type: ignore[no-u
     return client.post("/viber/webhook", data=body, headers=headers)
 
 
+TELEGRAM_SETTINGS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "TELEGRAM_API_URL")
+
+
 @pytest.fixture
-def stack(environ: dict[str, str], redis: Redis, tmp_path: Path) -> Iterator[Stack]:
-    """The whole service as the Procfile runs it (gunicorn, tally and send workers, clock)."""
+def stack(
+    environ: dict[str, str], redis: Redis, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Stack]:
+    """The whole service as the Procfile runs it (gunicorn, tally and send workers, clock): Viber
+    only, unless the test is marked `telegram` (both channels; the fault suites always run both)."""
     env = {**environ, **FAST_TELEGRAM}
+    if request.node.get_closest_marker("telegram") is None:
+        env = {k: v for k, v in env.items() if k not in TELEGRAM_SETTINGS}
     with Stack(env, tmp_path / "logs", port=free_port(), counts={"web": 1}) as running:
         yield running
 

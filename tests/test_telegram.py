@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -282,6 +285,7 @@ def test_operators_see_votes_and_refusals_per_channel(tg, chat, client, rt) -> N
     assert state["contacts_refused"]["not_own_contact"] == 1
 
 
+@pytest.mark.telegram
 def test_two_hundred_concurrent_telegram_voters_count_exactly_once(
     stack: Stack, redis: Redis, fake_telegram: FakeTelegram
 ) -> None:
@@ -354,3 +358,21 @@ def test_either_channel_can_run_alone(environ: dict[str, str]) -> None:
     assert telegram_only.viber_auth_token is None and telegram_only.telegram is not None
     viber_only = Config.from_environ({k: v for k, v in environ.items() if not k.startswith("TELEGRAM_")})
     assert viber_only.telegram is None and viber_only.viber_auth_token
+
+
+@pytest.mark.parametrize(
+    ("code", "imported"),
+    [
+        ("import wsgi", True),  # gunicorn's master (preload_app): workers are forked with the types
+        ("from webhook import create_cli_app; create_cli_app()", False),  # `flask --app wsgi ...`
+    ],
+)
+def test_aiogram_is_imported_by_the_served_app_and_never_by_an_operator_command(
+    environ: dict[str, str], code: str, imported: bool
+) -> None:
+    """aiogram's types take seconds of CPU to import: once before serving, never for a command."""
+    probe = f"import sys; {code}; print('aiogram' in sys.modules)"
+    env = {**os.environ, **environ}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(imported)

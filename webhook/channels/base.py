@@ -60,6 +60,10 @@ class Channel(Protocol):
         """Register the channel's webhook and operator commands."""
         ...
 
+    def warm(self) -> None:
+        """Import ahead what the webhook would otherwise import on its first update (wsgi.py)."""
+        ...
+
     def sender(self, config: Config, *, concurrency: int) -> ChannelSender:
         """A sender for the send worker's event loop."""
         ...

@@ -33,6 +33,12 @@ class TelegramChannel:
         app.register_blueprint(webhook.bp)
         app.cli.add_command(commands.set_telegram_webhook_command)
 
+    def warm(self) -> None:
+        """Import aiogram's types, which the webhook parses updates with (seconds of CPU: pydantic
+        builds ~400 models). The served app does it once before forking (wsgi.py, gunicorn's
+        preload_app); an operator command, which never parses an update, does not."""
+        from webhook.channels.telegram import render, updates  # noqa: F401
+
     def sender(self, config: Config, *, concurrency: int) -> TelegramSender:
         """A sender within Telegram's limits, shared by every send worker through Redis."""
         from webhook.channels.telegram.client import TelegramSender

@@ -9,19 +9,20 @@ from __future__ import annotations
 import hmac
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from webhook import telemetry
-from webhook.channels.telegram import render
-from webhook.channels.telegram.updates import Opened, Tapped, Written, parse_update
 from webhook.core import texts
 from webhook.core.conversation import Handled, Message
 from webhook.core.errors import BadCallback
 from webhook.core.i18n import translator
 from webhook.http_errors import error_response
 from webhook.runtime import Runtime, runtime
+
+if TYPE_CHECKING:
+    from webhook.channels.telegram.updates import Tapped
 
 bp = Blueprint("telegram_webhook", __name__)
 
@@ -37,6 +38,11 @@ SEEN_MARGIN_S = 3600
 @telemetry.WEBHOOK_SECONDS.time()
 def receive() -> Any:
     """Handle one Telegram update."""
+    # aiogram's types take seconds to import: the service's app imports them before serving
+    # (TelegramChannel.warm, from wsgi.py), an operator command never.
+    from webhook.channels.telegram import render
+    from webhook.channels.telegram.updates import Opened, Tapped, Written, parse_update
+
     rt = runtime()
     settings = rt.config.telegram
     given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "replace")

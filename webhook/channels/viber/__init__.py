@@ -59,6 +59,9 @@ class ViberChannel:
         app.register_blueprint(webhook.bp)
         app.cli.add_command(commands.set_webhook_command)
 
+    def warm(self) -> None:
+        """Nothing to import ahead: the Viber webhook parses callbacks with the standard library."""
+
     def sender(self, config: Config, *, concurrency: int) -> ViberSender:
         """A sender with a keep-alive pool of `concurrency` connections to Viber's API."""
         from webhook.channels.viber.client import AsyncViberClient
