@@ -725,6 +725,12 @@ def figures(
             "CPU per confirmed vote, service (web + tally + send + clock + Redis)", f"{service_us:,.0f} µs"
         )
     )
+    for process in SERVICE_PROCESSES:
+        us = 1e6 * main.cpu_s.get(process, 0.0) / main.plan.voters
+        rows.append(Figure(f"  of which {process}", f"{us:,.0f} µs"))
+    if minimal is not None:
+        web_us = 1e6 * minimal.cpu_s.get("web", 0.0) / minimal.plan.voters
+        rows.append(Figure("  the minimal path's web alone, for comparison", f"{web_us:,.0f} µs"))
     if minimal is not None:
         ratio = service_us / minimal.cpu_us_per_vote
         target = f"≤ {TARGET_CPU_VS_MINIMAL:g} × minimal"
