@@ -202,9 +202,11 @@ def stack(
     environ: dict[str, str], redis: Redis, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Stack]:
     """The whole service as the Procfile runs it (gunicorn, tally and send workers, clock): Viber
-    only, unless the test is marked `telegram` (both channels; the fault suites always run both)."""
+    only, unless the test uses the fake Telegram API or is marked `telegram` (then both channels;
+    `aof_stack` of the fault suites always runs both)."""
     env = {**environ, **FAST_TELEGRAM}
-    if request.node.get_closest_marker("telegram") is None:
+    telegram = "fake_telegram" in request.fixturenames or request.node.get_closest_marker("telegram")
+    if not telegram:
         env = {k: v for k, v in env.items() if k not in TELEGRAM_SETTINGS}
     with Stack(env, tmp_path / "logs", port=free_port(), counts={"web": 1}) as running:
         yield running
