@@ -46,15 +46,14 @@ SEND_AT_FULL_PRIORITY = {"SEND_NICE": "0"}
 (SEND_NICE's default, there so intake wins a burst on one host) could then wait seconds for a core,
 longer than a test waits for a reply. tests/test_smoke.py checks the default on its own."""
 SLOW_FIRST = (
-    "test_localstack.py",
-    "test_redis_failover.py",
-    "test_hostile_input.py",
-    "test_end_to_end.py",
-    "test_worker_kill.py",
-    "test_redis_faults.py",
+    *("test_localstack.py", "test_end_to_end.py", "test_redis_failover.py", "test_hostile_input.py"),
+    *("test_worker_kill.py", "test_redis_faults.py", "test_viber_api_failures.py", "test_telegram.py"),
+    *("test_browser.py", "test_smoke.py", "test_redis_ha.py", "test_slow_clients.py"),
+    *("test_one_person_one_vote.py", "test_viber_retries.py", "test_voter_flows.py"),
+    *("test_limits_and_privacy.py", "test_dependencies.py", "test_bench_smoke.py"),
 )
-"""The longest test modules (seconds of `pytest --durations`), started first so that the two test
-processes finish together."""
+"""The test modules that take longest (wall seconds, longest first), started first and in this order
+so that the two test processes finish together; the rest take seconds each."""
 POLL_FILE = Path(__file__).parent / "polls.toml"
 _operator_tokens: dict[str, str] = {}
 
