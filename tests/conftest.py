@@ -42,9 +42,10 @@ TELEGRAM_SECRET = "test-telegram-webhook-secret-0123456789"
 FAST_TELEGRAM = {"TELEGRAM_MESSAGES_PER_S": "1000"}
 """The Procfile stacks' Telegram send rate (the fake enforces no limit): a paid-broadcast rate."""
 SEND_AT_FULL_PRIORITY = {"SEND_NICE": "0"}
-"""The tests' stacks share 2 cores with each other (make test runs two at once): a niced send worker
-(SEND_NICE's default, there so intake wins a burst on one host) could then wait seconds for a core,
-longer than a test waits for a reply. tests/test_smoke.py checks the default on its own."""
+"""The tests' stacks share 2 cores with the test process (and with each other under
+`TEST_PROCESSES=2`): a niced send worker (SEND_NICE's default, there so intake wins a burst on one
+host) could wait seconds for a core, longer than a test waits for a reply. tests/test_smoke.py
+checks the default on its own."""
 SLOW_FIRST = (
     *("test_localstack.py", "test_end_to_end.py", "test_redis_failover.py", "test_hostile_input.py"),
     *("test_worker_kill.py", "test_redis_faults.py", "test_viber_api_failures.py", "test_telegram.py"),
@@ -53,7 +54,7 @@ SLOW_FIRST = (
     *("test_limits_and_privacy.py", "test_dependencies.py", "test_bench_smoke.py"),
 )
 """The test modules that take longest (wall seconds, longest first), started first and in this order
-so that the two test processes finish together; the rest take seconds each."""
+so that test processes (`TEST_PROCESSES=2`) finish together; the rest take seconds each."""
 POLL_FILE = Path(__file__).parent / "polls.toml"
 _operator_tokens: dict[str, str] = {}
 
