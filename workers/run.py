@@ -16,6 +16,7 @@ from rq.cron import CronScheduler
 from rq.utils import import_attribute
 from rq.worker import SimpleWorker
 
+from webhook.channels import registry
 from webhook.store.pipeline import PROGRESS_JOB, SWEEP_JOB, Stage
 from workers.context import worker_runtime
 
@@ -49,7 +50,11 @@ def configure_logging(level_name: str) -> int:
 
 def run_worker(stage: Stage, rq_level: int) -> None:
     """Work one stage's queue until stopped (SimpleWorker: jobs run in this process, no fork each)."""
-    redis = worker_runtime().redis
+    rt = worker_runtime()
+    if stage is Stage.SEND:
+        for channel in registry.configured(rt.config):
+            channel.warm()  # aiogram's seconds of import now, not in a burst's first sends
+    redis = rt.redis
     worker = SimpleWorker([Queue(stage.value, connection=redis)], connection=redis, worker_ttl=WORKER_TTL_S)
     worker.work(logging_level=rq_level)
 
