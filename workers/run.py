@@ -52,6 +52,7 @@ def run_worker(stage: Stage, rq_level: int) -> None:
     """Work one stage's queue until stopped (SimpleWorker: jobs run in this process, no fork each)."""
     rt = worker_runtime()
     if stage is Stage.SEND:
+        os.nice(rt.config.send_nice)  # confirmations yield the CPU to intake
         for channel in registry.configured(rt.config):
             channel.warm()  # aiogram's seconds of import now, not in a burst's first sends
     redis = rt.redis
@@ -88,8 +89,6 @@ def main(argv: list[str]) -> int:
     if argv[0] == "clock":
         run_clock(rq_level)
     else:
-        if argv[0] == Stage.SEND.value:
-            os.nice(worker_runtime().config.send_nice)  # confirmations yield the CPU to intake
         run_worker(Stage(argv[0]), rq_level)
     return 0
 
